@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine:  `make run` (the main job) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+OUT    ?= out
+
+# Real collections live beside the checkout; nothing is downloaded at run time.
+export WORKBENCH_DATA ?= $(abspath ../shared/datasets)
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export MPLBACKEND := Agg
+
+.PHONY: venv run test report clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# The CPU build of torch lies on this machine's disk; installing it first keeps pip off the CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+## The main job: execute the notebook series (full parameters), write the report and the MLflow store.
+run: venv
+	$(BIN)/workbench run --out $(OUT)
+
+## The tests, notebooks included (executed with their CI parameters).
+test: venv
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+report: venv
+	$(BIN)/workbench report --out $(OUT)
+
+clean:
+	rm -rf $(OUT) .pytest_cache

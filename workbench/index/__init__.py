@@ -1,0 +1,1 @@
+"""Vector indexes behind one interface (see ``base.VectorIndex``)."""

@@ -1,0 +1,103 @@
+"""Execute the notebook series with papermill: the main job and the notebook tests both go through here.
+
+Each notebook has a cell tagged ``parameters`` (defaults = the full run) and a small CI parameter set in
+``metadata["workbench"]["ci_parameters"]``. It writes figures and ``results.json`` into ``out_dir``.
+
+    python -m workbench.notebooks [NOTEBOOK ...] [--ci] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from workbench.config import output_dir, project_root
+from workbench.errors import WorkbenchError
+
+
+def notebook_dir() -> Path:
+    return project_root() / "notebooks"
+
+
+def notebook_paths() -> list[Path]:
+    """The numbered series, in order."""
+    return sorted(p for p in notebook_dir().glob("[0-9][0-9]_*.ipynb"))
+
+
+def _metadata(path: Path) -> dict[str, Any]:
+    try:
+        nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WorkbenchError(f"{path}: cannot read notebook ({exc})") from None
+    return nb
+
+
+def ci_parameters(path: Path) -> dict[str, Any]:
+    """The notebook's small CI parameter set."""
+    return dict(_metadata(path).get("metadata", {}).get("workbench", {}).get("ci_parameters", {}))
+
+
+def has_parameters_cell(path: Path) -> bool:
+    return any("parameters" in c.get("metadata", {}).get("tags", []) for c in _metadata(path)["cells"])
+
+
+def run_notebook(path: str | Path, out_root: str | Path, ci: bool = False,
+                 parameters: dict[str, Any] | None = None, timeout: int = 3600) -> dict[str, Any]:
+    """Execute one notebook into ``out_root/<stem>.ipynb`` with its figures under ``out_root/<stem>/``.
+
+    Returns the notebook's ``results.json``. ``ci`` uses the small CI parameter set; ``parameters``
+    override either set.
+    """
+    import papermill as pm
+
+    path = Path(path)
+    out_root = Path(out_root).resolve()
+    nb_out = out_root / path.stem
+    nb_out.mkdir(parents=True, exist_ok=True)
+    params = {**(ci_parameters(path) if ci else {}), **(parameters or {}), "out_dir": str(nb_out)}
+    try:
+        pm.execute_notebook(str(path), str(out_root / path.name), parameters=params, cwd=str(path.parent),
+                            kernel_name="python3", progress_bar=False, execution_timeout=timeout,
+                            log_output=False)
+    except pm.PapermillExecutionError as exc:
+        raise WorkbenchError(f"{path.name}: cell {exc.exec_count} failed: {exc.ename}: {exc.evalue} "
+                             f"(executed copy: {out_root / path.name})") from None
+    results = nb_out / "results.json"
+    if not results.is_file():
+        raise WorkbenchError(f"{path.name}: ran but wrote no {results}")
+    return json.loads(results.read_text())
+
+
+def run_series(out_root: str | Path | None = None, ci: bool = False,
+               notebooks: list[Path] | None = None) -> dict[str, dict[str, Any]]:
+    """Execute notebooks in order (all by default); stops at the first failure."""
+    out_root = Path(out_root) if out_root else output_dir()
+    results: dict[str, dict[str, Any]] = {}
+    for nb in notebooks or notebook_paths():
+        start = time.perf_counter()
+        print(f"[notebooks] {nb.name} ({'ci' if ci else 'full'}) ...", flush=True)
+        results[nb.stem] = run_notebook(nb, out_root, ci=ci)
+        print(f"[notebooks] {nb.name} done in {time.perf_counter() - start:.1f} s", flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m workbench.notebooks", description=__doc__.splitlines()[0])
+    ap.add_argument("notebooks", nargs="*", type=Path, help="default: the whole series")
+    ap.add_argument("--ci", action="store_true", help="use each notebook's small CI parameter set")
+    ap.add_argument("--out", type=Path, default=None, help="output folder (default: out/)")
+    args = ap.parse_args(argv)
+    try:
+        run_series(args.out, ci=args.ci, notebooks=args.notebooks or None)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

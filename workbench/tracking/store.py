@@ -1,0 +1,148 @@
+"""Where runs go: the tracking URI, the artifact root, experiments, and retries on a locked SQLite store.
+
+The default store is SQLite at ``<project root>/.mlflow/mlflow.db`` with artifacts in ``.mlflow/artifacts``,
+resolved from the package (notebooks execute with cwd = ``notebooks/``); ``MLFLOW_TRACKING_URI`` overrides it,
+so a team's tracking server is one setting. mlflow is imported inside functions: it costs ~1.7 s.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import socket
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from urllib.parse import urlparse
+
+from workbench.config import project_root
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+T = TypeVar("T")
+
+EXPERIMENTS = ("index-benchmarks", "hybrid", "feature-store", "embeddings")
+
+# SQLite waits 5 s for a lock inside each call; these retries cover longer contention (e.g. a schema upgrade).
+LOCK_RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0)
+_LOCKED = re.compile(r"database (table )?is locked|database is busy", re.I)
+
+
+def store_dir() -> Path:
+    """The project's local store folder (``.mlflow`` at the project root)."""
+    return project_root() / ".mlflow"
+
+
+def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI``, else the project's SQLite store."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{store_dir() / 'mlflow.db'}"
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri[len("sqlite:///"):])
+
+
+def artifact_root(uri: str | None = None) -> str | None:
+    """Artifact root for experiments created here: ``artifacts/`` next to a SQLite database; a server decides."""
+    db = sqlite_path(uri or tracking_uri())
+    if db is None:
+        return None
+    return (db.parent / "artifacts").resolve().as_uri()
+
+
+def outbox_dir() -> Path:
+    """Runs that could not be logged wait here: ``$WORKBENCH_OUTBOX``, else ``.mlflow/outbox``."""
+    env = os.environ.get("WORKBENCH_OUTBOX")
+    return Path(env).expanduser() if env else store_dir() / "outbox"
+
+
+def is_locked_error(exc: BaseException) -> bool:
+    """True for SQLite lock contention (worth retrying), false for everything else."""
+    return bool(_LOCKED.search(str(exc)))
+
+
+def with_retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Call ``fn``, retrying with jittered exponential backoff while SQLite reports the database locked."""
+    for delay in LOCK_RETRY_DELAYS:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # mlflow wraps sqlalchemy's OperationalError in MlflowException
+            if not is_locked_error(exc):
+                raise
+            time.sleep(delay * (0.5 + random.random()))
+    return fn(*args, **kwargs)
+
+
+_reachable: dict[str, tuple[float, str | None]] = {}
+
+
+def unreachable_reason(uri: str, timeout: float = 2.0, ttl: float = 30.0) -> str | None:
+    """Why the store at ``uri`` cannot be used right now (None if it looks usable).
+
+    A server is probed with one TCP connect, so a dead server costs seconds, not mlflow's minutes of HTTP
+    retries; a SQLite store needs its folder to be creatable. Results are cached for ``ttl`` seconds.
+    """
+    now = time.monotonic()
+    cached = _reachable.get(uri)
+    if cached and now - cached[0] < ttl:
+        return cached[1]
+    reason: str | None = None
+    db = sqlite_path(uri)
+    if db is not None:
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = f"cannot create the store folder {db.parent}: {exc.strerror or exc}"
+    elif uri.startswith(("http://", "https://")):
+        parsed = urlparse(uri)
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname or "localhost", port), timeout=timeout).close()
+        except OSError as exc:
+            reason = f"cannot connect to {parsed.hostname}:{port}: {exc.strerror or exc}"
+    _reachable[uri] = (now, reason)
+    return reason
+
+
+def client(uri: str | None = None) -> "MlflowClient":
+    """An ``MlflowClient`` for tracking and the model registry on one store (quiet on first schema creation)."""
+    import logging
+
+    from mlflow import MlflowClient
+
+    # A fresh SQLite store runs ~50 alembic migrations, each logged at INFO.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    uri = uri or tracking_uri()
+    db = sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def ensure_experiment(mlflow_client: "MlflowClient", name: str) -> str:
+    """The id of experiment ``name``, created with an explicit artifact location if it does not exist."""
+    exp = with_retry(mlflow_client.get_experiment_by_name, name)
+    if exp is not None:
+        return exp.experiment_id
+    root = artifact_root(mlflow_client.tracking_uri)
+    location = f"{root}/{_slug(name)}" if root else None
+    try:
+        return with_retry(mlflow_client.create_experiment, name, artifact_location=location)
+    except Exception:
+        # Another process created it between our lookup and create.
+        exp = with_retry(mlflow_client.get_experiment_by_name, name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "experiment"
