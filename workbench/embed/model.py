@@ -99,5 +99,7 @@ def load_model(path: Path | None = None, device: str = "cpu") -> Any:
     path = path or model_path()
     _offline()
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # our own tqdm reports progress; keep --json output clean
     return SentenceTransformer(str(path), device=device)

@@ -7,6 +7,7 @@ so a team's tracking server is one setting. mlflow is imported inside functions:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -113,18 +114,55 @@ def unreachable_reason(uri: str, timeout: float = 2.0, ttl: float = 30.0) -> str
 
 
 def client(uri: str | None = None) -> "MlflowClient":
-    """An ``MlflowClient`` for tracking and the model registry on one store (quiet on first schema creation)."""
+    """An ``MlflowClient`` for tracking and the model registry on one store.
+
+    The first use of a SQLite store in a process prepares it under a file lock (:func:`_prepare_sqlite`).
+    mlflow's usage telemetry is off unless the user turned it on (the workbench runs offline).
+    """
     import logging
 
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow import MlflowClient
 
     # A fresh SQLite store runs ~50 alembic migrations, each logged at INFO.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     uri = uri or tracking_uri()
+    mlflow_client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     db = sqlite_path(uri)
-    if db is not None:
+    if db is not None and db not in _prepared:
+        _prepare_sqlite(db, mlflow_client)
+    return mlflow_client
+
+
+_prepared: set[Path] = set()
+
+
+def _prepare_sqlite(db: Path, mlflow_client: "MlflowClient") -> None:
+    """Create or upgrade the schema and switch to write-ahead logging, one process at a time.
+
+    mlflow migrates a new database on first access; two processes doing that at once corrupt the
+    migration ("Online migration expected to match one row"), so it happens under an exclusive lock on
+    ``<db>.lock``. WAL (persistent in the file) makes a commit sync one file instead of a rollback journal
+    and the database (~2x faster logging) and lets readers proceed while one process writes.
+    """
+    import fcntl
+    import sqlite3
+
+    try:
         db.parent.mkdir(parents=True, exist_ok=True)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+        lock = open(db.with_name(db.name + ".lock"), "a")
+    except OSError:
+        return  # no store can be made here; the first real call reports it
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(db, timeout=20)) as con:
+                if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    con.execute("PRAGMA journal_mode=WAL")  # "locked" if another process writes: skip it
+            with_retry(mlflow_client.search_experiments, max_results=1)  # creates or upgrades the schema
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _prepared.add(db)
 
 
 def ensure_experiment(mlflow_client: "MlflowClient", name: str) -> str:

@@ -1,0 +1,187 @@
+"""Plots of a filtered-search sweep: recall and latency against selectivity, one panel per index."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from workbench.io import atomic_write_bytes
+
+# post-filter curves darken as over-fetch grows; pre-filter and exact stand apart
+_PREFILTER_COLOR = "tab:blue"
+_EXACT_COLOR = "0.25"
+_POSTFILTER_CMAP = "Oranges"
+
+
+def _style(strategy: str, overfetch: int | None, all_overfetch: list[int]) -> dict:
+    import matplotlib
+
+    if strategy == "exact_subset":
+        return dict(color=_EXACT_COLOR, linestyle="--", marker="s", markersize=4, label="exact subset")
+    if strategy == "prefilter":
+        return dict(color=_PREFILTER_COLOR, linestyle="-", marker="o", markersize=5, label="pre-filter")
+    cmap = matplotlib.colormaps[_POSTFILTER_CMAP]
+    rank = all_overfetch.index(overfetch)
+    shade = 0.45 + 0.5 * rank / max(len(all_overfetch) - 1, 1)
+    return dict(color=cmap(shade), linestyle="-", marker="^", markersize=5,
+                label=f"post-filter, over-fetch x{overfetch}")
+
+
+def _curves(frame: pd.DataFrame, index: str):
+    """The curves of one panel: the index's strategies, then the exact subset as reference."""
+    overfetch = sorted(int(f) for f in frame["overfetch"].dropna().unique())
+    exact = frame[frame["strategy"] == "exact_subset"]
+    if len(exact):  # first, so that an index that matches it is drawn on top
+        yield exact.sort_values("selectivity"), _style("exact_subset", None, overfetch)
+    own = frame[(frame["index"] == index) & (frame["strategy"] != "exact_subset")]
+    for (strategy, f), group in own.groupby(["strategy", own["overfetch"].fillna(0).astype(int)], sort=False):
+        yield group.sort_values("selectivity"), _style(strategy, f or None, overfetch)
+
+
+def _panels(frame: pd.DataFrame) -> list[str]:
+    return [i for i in dict.fromkeys(frame["index"]) if i != "exact"] or ["exact"]
+
+
+def _title(frame: pd.DataFrame, what: str) -> str:
+    first = frame.iloc[0]
+    threads = int(first["threads"])
+    return (f"{what}: {first['dataset']} ({int(first['n_base']):,} vectors, {int(first['n_queries'])} queries), "
+            f"k={int(first['k'])}, one query at a time, {threads} thread{'s' if threads > 1 else ''}")
+
+
+def _save(fig, path: str | Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def _selectivity_axis(ax, frame: pd.DataFrame) -> None:
+    ticks = sorted(frame["selectivity"].unique())
+    ax.set_xscale("log")
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{100 * t:g}%" for t in ticks], rotation=45)
+    ax.minorticks_off()
+    ax.set_xlabel("selectivity (fraction of ids the predicate allows)")
+    ax.grid(True, alpha=0.3)
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = 1 if n == 1 else 2
+    return -(-n // cols), cols
+
+
+def _legend(fig, handles, labels) -> None:
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=9, frameon=False)
+
+
+def plot_recall(frame: pd.DataFrame, path: str | Path, min_recall: float = 0.9) -> Path:
+    """Recall@k (large panel) and the fraction of queries with fewer than k results (small panel) per index.
+
+    Each post-filter curve is annotated where it collapses (its largest selectivity with recall below
+    ``min_recall``), and the selectivity ``1 / overfetch`` below which it is expected to is marked.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = _panels(frame)
+    rows, cols = _grid(len(panels))
+    k = int(frame["k"].iloc[0])
+    s_max = float(frame["selectivity"].max())
+    fig = plt.figure(figsize=(5.4 * cols, 5.0 * rows), layout="constrained")
+    subfigs = np.atleast_1d(fig.subfigures(rows, cols, wspace=0.04, hspace=0.04)).ravel()
+    handles, labels = [], []
+    for sub, index in zip(subfigs, panels):
+        top, bottom = sub.subplots(2, 1, sharex=True, height_ratios=[2.4, 1])
+        for group, style in _curves(frame, index):
+            line, = top.plot(group["selectivity"], group["recall"], **style)
+            bottom.plot(group["selectivity"], group["frac_short"], **{**style, "label": None})
+            if style["label"] not in labels:
+                handles.append(line)
+                labels.append(style["label"])
+            if group["strategy"].iloc[0] != "postfilter":
+                continue
+            f = int(group["overfetch"].iloc[0])
+            if 1 / f <= s_max:
+                top.axvline(1 / f, color=style["color"], linestyle=":", linewidth=1.2)
+            low = group[group["recall"] < min_recall]
+            if len(low):
+                worst = low.loc[low["selectivity"].idxmax()]
+                top.annotate(f"x{f}: {worst['recall']:.2f} at {100 * worst['selectivity']:g}%",
+                             (worst["selectivity"], worst["recall"]), xytext=(-8, 0), textcoords="offset points",
+                             fontsize=8, color=style["color"], ha="right", va="center", fontweight="bold",
+                             bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.85))
+        top.set_title(index, fontsize=10.5)
+        top.set_ylim(-0.03, 1.05)
+        top.axhline(min_recall, color="0.55", linewidth=0.9, linestyle="-.")
+        top.set_ylabel(f"recall@{k}")
+        bottom.set_ylim(-0.05, 1.08)
+        bottom.set_ylabel(f"share of queries\nwith < {k} results", fontsize=8.5)
+        for ax in (top, bottom):
+            _selectivity_axis(ax, frame)
+        top.set_xlabel("")
+        top.tick_params(labelbottom=False)
+    for sub in subfigs[len(panels):]:
+        sub.set_visible(False)
+    handles += [matplotlib.lines.Line2D([], [], color="0.4", linestyle=":", linewidth=1.2),
+                matplotlib.lines.Line2D([], [], color="0.55", linestyle="-.", linewidth=0.9)]
+    labels += ["selectivity = 1/over-fetch:\npost-filter collapses to the left", f"recall {min_recall}"]
+    _legend(fig, handles, labels)
+    fig.suptitle(_title(frame, f"Filtered search, recall@{k} against the exact filtered top-{k}"), fontsize=11)
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def plot_latency(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Median single-query latency against selectivity, log-log, one panel per index."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = _panels(frame)
+    rows, cols = _grid(len(panels))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.4 * cols, 3.9 * rows), squeeze=False, sharey=True,
+                             layout="constrained")
+    handles, labels = [], []
+    for ax, index in zip(axes.ravel(), panels):
+        for group, style in _curves(frame, index):
+            line, = ax.plot(group["selectivity"], group["p50_ms"], **style)
+            if style["label"] not in labels:
+                handles.append(line)
+                labels.append(style["label"])
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_title(index, fontsize=10.5)
+        ax.set_ylabel("p50 latency per query, ms")
+        _selectivity_axis(ax, frame)
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    _legend(fig, handles, labels)
+    fig.suptitle(_title(frame, "Filtered search, median latency (lower is better)"), fontsize=11)
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def plot_sweep(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """Both figures of a sweep into ``out_dir``: ``filtered_recall.png`` and ``filtered_latency.png``."""
+    out_dir = Path(out_dir)
+    return [plot_recall(frame, out_dir / "filtered_recall.png"),
+            plot_latency(frame, out_dir / "filtered_latency.png")]
+
+
+def recall_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Recall by curve (rows) and selectivity (columns), for printing."""
+    from workbench.bench.filtered import curve_label
+
+    table = frame.assign(curve=frame.apply(curve_label, axis=1)).pivot_table(
+        index="curve", columns="selectivity", values="recall", sort=False)
+    table.columns = [f"{100 * c:g}%" for c in table.columns]
+    return table.round(3).replace({np.nan: None})

@@ -1,0 +1,7 @@
+"""Feature store on DuckDB: versioned offline tables, point-in-time joins, window features, an online store."""
+
+from workbench.features.online import OnlineResponse
+from workbench.features.store import FeatureStore
+from workbench.features.view import FeatureStoreError, FeatureView
+
+__all__ = ["FeatureStore", "FeatureView", "FeatureStoreError", "OnlineResponse"]

@@ -1,0 +1,78 @@
+"""``FeatureStore``: the Feast-shaped front door over the offline store, the joins and the online store."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from typing import Any, Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from workbench.features import online as _online
+from workbench.features.offline import OfflineStore
+from workbench.features.pit import historical_features
+from workbench.features.view import FeatureView
+from workbench.features.windows import window_features
+
+
+class FeatureStore:
+    """Feature views in DuckDB (a file, or memory when ``path`` is None), joined point-in-time, served online.
+
+    >>> fs = FeatureStore()
+    >>> fs.apply(FeatureView("driver_stats", ["driver_id"], ["conv_rate"], ttl=timedelta(days=1)), df)
+    >>> train = fs.get_historical_features(entity_df, ["driver_stats:conv_rate"])
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, *, memory_limit: str | None = None,
+                 temp_directory: str | os.PathLike | None = None, threads: int | None = None):
+        self.offline = OfflineStore(path, memory_limit=memory_limit, temp_directory=temp_directory, threads=threads)
+
+    @property
+    def con(self):
+        """The DuckDB connection (for inspection and benchmarks)."""
+        return self.offline.con
+
+    def apply(self, view: FeatureView, source: pd.DataFrame | str | os.PathLike | None = None) -> int:
+        """Register ``view`` (a schema change makes a new version) and ingest ``source``; returns the version."""
+        return self.offline.apply(view, source)
+
+    def ingest(self, name: str, source: pd.DataFrame | str | os.PathLike) -> int:
+        """Append rows to view ``name`` atomically, schema-checked; returns the number of rows."""
+        return self.offline.ingest(name, source)
+
+    def get_feature_view(self, name: str) -> FeatureView:
+        return self.offline.view(name)
+
+    def get_historical_features(self, entity_df: pd.DataFrame, features: Sequence[str], *,
+                                full_feature_names: bool = False,
+                                filter_by_created_timestamp: bool = False) -> pd.DataFrame:
+        """Point-in-time join: ``entity_df`` with the requested ``view:feature`` columns (see ``pit``)."""
+        return historical_features(self.offline, entity_df, list(features), full_feature_names=full_feature_names,
+                                   filter_by_created_timestamp=filter_by_created_timestamp)
+
+    def get_window_features(self, entity_df: pd.DataFrame, feature: str,
+                            windows: Sequence[timedelta] | Mapping[str, timedelta],
+                            aggregates: Sequence[str] = ("count", "sum", "mean", "min", "max")) -> pd.DataFrame:
+        """Lookback aggregates of one ``view:feature`` ending at each entity time (see ``windows``)."""
+        return window_features(self.offline, entity_df, feature, windows, aggregates)
+
+    def materialize(self, start: datetime, end: datetime, views: Iterable[str] | None = None) -> dict[str, int]:
+        return _online.materialize(self.offline, start, end, views)
+
+    def materialize_incremental(self, end: datetime, views: Iterable[str] | None = None) -> dict[str, int]:
+        return _online.materialize_incremental(self.offline, end, views)
+
+    def get_online_features(self, features: Sequence[str],
+                            entity_rows: pd.DataFrame | Sequence[Mapping[str, Any]],
+                            at: datetime | None = None, full_feature_names: bool = False) -> _online.OnlineResponse:
+        """Latest materialised values with a status each (present, missing, expired) at request time ``at``."""
+        return _online.online_features(self.offline, features, entity_rows, at, full_feature_names)
+
+    def close(self) -> None:
+        self.offline.close()
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,202 @@
+"""The end-to-end hybrid evaluation of one collection (what ``workbench hybrid`` and notebook 05 call).
+
+BM25 and dense runs (top ``depth`` each), fused by RRF (k=60, the reference setting), CombSUM and
+CombMNZ (min-max), and by convex combinations and RRF whose parameters are chosen by k-fold
+cross-validation over queries; every method evaluated with pytrec_eval over all judged queries and
+compared per query with each single retriever. Writes ``metrics.json``, ``runs/NAME.trec``,
+``per_query.csv``, ``comparison.md``, ``weight_curve.csv`` atomically, then logs to the tracking layer.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from workbench.hybrid.evaluate import DEFAULT_METRICS, judged_queries, metric_matrix, per_query
+from workbench.hybrid.fusion import fuse
+from workbench.hybrid.lexical import BM25Retriever
+from workbench.hybrid.runs import Run, write_trec
+from workbench.hybrid.significance import compare
+from workbench.hybrid.tuning import CVResult, candidates, cross_validate
+from workbench.io import atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from workbench.data.beir import BeirDataset
+    from workbench.embed import Embedder
+
+SINGLE = ("bm25", "dense")
+NORMS = ("minmax", "zscore", "tmm")
+HEADLINE = ("ndcg@10", "recall@100", "map", "mrr@10")
+ALPHA = 0.05
+
+# A sink receives the parent run's and each method's ``log_run`` keyword arguments.
+Sink = Callable[[dict, list[dict]], Any]
+
+
+def tracking_sink(parent: dict, children: list[dict]) -> None:
+    """Log through ``workbench.tracking`` (imported here, so tracking stays optional); fail-soft."""
+    try:
+        from workbench.tracking import log_run, parent_run
+
+        with parent_run(**parent):
+            for child in children:
+                log_run(**child)
+    except Exception as exc:  # results are already on disk; a tracking failure must not lose them
+        warnings.warn(f"hybrid results were not logged to tracking: {exc}", stacklevel=2)
+
+
+@dataclass
+class HybridResults:
+    """Everything one evaluation measured; ``payload`` is what ``metrics.json`` holds."""
+
+    dataset: str
+    runs: dict[str, Run]
+    per_query: dict[str, pd.DataFrame]
+    payload: dict
+    weight_curve: pd.DataFrame  # norm, weight, ndcg@10 on all queries (in-sample, for plots)
+    cv: dict[str, CVResult] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, dict[str, float]]:
+        return self.payload["methods"]
+
+    def table(self) -> pd.DataFrame:
+        return comparison_table(self.payload)
+
+
+def comparison_table(payload: dict) -> pd.DataFrame:
+    """Methods x metrics, with nDCG@10 deltas, p-values and win/tie/loss against each single retriever."""
+    rows = []
+    for name, m in payload["methods"].items():
+        row = {"method": name, **{k: m[k] for k in HEADLINE}}
+        for base in SINGLE:
+            c = payload["significance"].get(name, {}).get(base)
+            row[f"vs {base}"] = "" if c is None else (
+                f"{c['delta']:+.3f}{'*' if c['p_randomization'] < ALPHA else ''} "
+                f"(p={c['p_randomization']:.3f}, {c['wins']}/{c['ties']}/{c['losses']})")
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")
+
+
+def _markdown(payload: dict) -> str:
+    table = comparison_table(payload)
+    head = ["method", *table.columns]
+    lines = [f"# Hybrid retrieval on {payload['dataset']} ({payload['n_queries']} judged queries)", "",
+             f"nDCG@10 differences against each single retriever: * = p < {ALPHA} (paired randomization test, "
+             "10,000 resamples); in brackets p and per-query wins/ties/losses. Tuned methods are "
+             f"{payload['folds']}-fold cross-validated (held-out).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row in table.iterrows():
+        cells = [name] + [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_hybrid(dataset: "str | Path | BeirDataset", out_dir: str | Path | None = None, folds: int = 5,
+               depth: int = 100, seed: int = 0, rrf_k: float = 60.0, embedder: "Embedder | None" = None,
+               sink: Sink | None = tracking_sink, command: str = "workbench hybrid") -> HybridResults:
+    """Evaluate BM25, dense and their fusions on ``dataset`` (a name, a BEIR folder or a loaded dataset)."""
+    from workbench.data import load_dataset
+    from workbench.hybrid.dense import DenseRetriever
+
+    ds = dataset if hasattr(dataset, "qrels") else load_dataset(str(dataset))
+    judged = judged_queries(ds.qrels)
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    lexical = BM25Retriever().index(ds.doc_texts(), ds.doc_ids)
+    runs = {"bm25": lexical.retrieve(ds.query_texts(), depth, ds.query_ids, name="bm25")}
+    timings["bm25_index_and_retrieve"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    dense, query_vecs = DenseRetriever.from_dataset(ds, embedder)
+    timings["embed"] = time.perf_counter() - t
+    t = time.perf_counter()
+    runs["dense"] = dense.retrieve_vectors(query_vecs, depth, ds.query_ids, name="dense")
+    timings["dense_retrieve"] = time.perf_counter() - t
+
+    pair = [runs["bm25"], runs["dense"]]
+    t = time.perf_counter()
+    runs["rrf"] = fuse(pair, "rrf", depth, name="rrf", k=rrf_k)
+    timings["rrf_fuse"] = time.perf_counter() - t
+    runs["combsum"] = fuse(pair, "combsum", depth, name="combsum")
+    runs["combmnz"] = fuse(pair, "combmnz", depth, name="combmnz")
+
+    t = time.perf_counter()
+    cands = candidates(runs["bm25"], runs["dense"], depth)
+    matrix = metric_matrix([c.run for c in cands], ds.qrels, "ndcg@10")
+    is_convex = np.array([c.method == "convex" for c in cands])
+    cv: dict[str, CVResult] = {}
+    groups = {"convex": is_convex, "rrf_cv": ~is_convex}
+    groups |= {f"convex_{n}": np.array([c.method == "convex" and c.params["norm"] == n for c in cands])
+               for n in NORMS}
+    for name, mask in groups.items():
+        idx = np.flatnonzero(mask)
+        cv[name] = cross_validate([cands[i] for i in idx], ds.qrels, folds, seed, "ndcg@10", name, matrix[idx])
+        runs[name] = cv[name].run
+    timings["tuning"] = time.perf_counter() - t
+
+    tables = {name: per_query(run, ds.qrels, DEFAULT_METRICS) for name, run in runs.items()}
+    methods = {name: {m: float(v) for m, v in tab.mean().items()} for name, tab in tables.items()}
+    significance = {name: {base: compare(tables[name]["ndcg@10"].to_numpy(),
+                                         tables[base]["ndcg@10"].to_numpy(), seed=seed).to_dict()
+                           for base in SINGLE if base != name}
+                    for name in runs}
+    fused = [n for n in runs if n not in SINGLE]
+    curve = pd.DataFrame([{"norm": c.params["norm"], "weight": c.params["weights"][0],
+                           "ndcg@10": float(matrix[i].mean())} for i, c in enumerate(cands) if c.method == "convex"])
+    payload = {
+        "dataset": ds.name, "digest": ds.digest, "n_queries": len(judged), "n_docs": len(ds.doc_ids),
+        "depth": depth, "folds": folds, "seed": seed, "rrf_k": rrf_k,
+        "methods": methods,
+        "best_single": max(SINGLE, key=lambda n: methods[n]["ndcg@10"]),
+        "best_fused": max(fused, key=lambda n: methods[n]["ndcg@10"]),
+        "significance": significance,
+        "cv_choices": {name: r.chosen for name, r in cv.items()},
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
+        "bm25": lexical.settings, "dense": {"model": getattr(embedder, "model_id", "all-MiniLM-L6-v2"),
+                                             "search": "exact inner product"},
+    }
+    result = HybridResults(ds.name, runs, tables, payload, curve, cv)
+    if out_dir is not None:
+        write_outputs(result, Path(out_dir))
+        if sink is not None:
+            sink(*_tracking_records(result, Path(out_dir), ds, command))
+    return result
+
+
+def write_outputs(result: HybridResults, out: Path) -> None:
+    """``runs/NAME.trec``, ``per_query.csv``, ``weight_curve.csv``, ``comparison.md``, then ``metrics.json``
+    last, so that a complete ``metrics.json`` means a complete result folder."""
+    for name, run in result.runs.items():
+        write_trec(run, out / "runs" / f"{name}.trec", tag=name)
+    frame = pd.concat({n: t for n, t in result.per_query.items()}, names=["method", "query"]).reset_index()
+    atomic_write_text(out / "per_query.csv", frame.to_csv(index=False))
+    atomic_write_text(out / "weight_curve.csv", result.weight_curve.to_csv(index=False))
+    atomic_write_text(out / "comparison.md", _markdown(result.payload))
+    atomic_write_json(out / "metrics.json", result.payload)
+
+
+def _tracking_records(result: HybridResults, out: Path, ds: "BeirDataset", command: str) -> tuple[dict, list[dict]]:
+    p = result.payload
+    dataset = {"name": ds.name, "digest": ds.digest, "source": str(ds.path)}
+    parent = {"experiment": "hybrid", "run_name": f"hybrid {ds.name}", "command": command, "dataset": dataset,
+              "params": {"depth": p["depth"], "folds": p["folds"], "seed": p["seed"], "rrf_k": p["rrf_k"]},
+              "tags": {"dataset": ds.name}}
+    children = []
+    for name, metrics in p["methods"].items():
+        params: dict[str, Any] = {"method": name, "depth": p["depth"]}
+        if name in p["cv_choices"]:
+            params["cv_choices"] = [c["params"] for c in p["cv_choices"][name]]
+        children.append({"experiment": "hybrid", "run_name": f"{ds.name}:{name}", "params": params,
+                         "metrics": {k.replace("@", "_at_"): v for k, v in metrics.items()},
+                         "tags": {"dataset": ds.name, "method": name}, "dataset": dataset, "command": command,
+                         "artifacts": [out / "runs" / f"{name}.trec"]})
+    children[-1]["artifacts"] = [*children[-1]["artifacts"], out / "metrics.json", out / "comparison.md"]
+    return parent, children

@@ -1,0 +1,166 @@
+"""faiss indexes built from ``index_factory`` strings (Johnson, Douze, Jégou, "Billion-scale similarity
+search with GPUs", 2017; Douze et al., "The Faiss library", 2024).
+
+Query parameters go per call through ``faiss.SearchParameters*`` objects, so one built index serves a
+whole sweep and concurrent settings never leak between calls: ``nprobe`` (IVF), ``efSearch`` (HNSW) and
+``k_factor`` (the ``,RFlat`` refine stage re-ranks ``k * k_factor`` candidates with exact distances).
+Pre-filtering passes an ``IDSelectorBatch`` in the same parameter object, at the level that scans codes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import faiss
+import numpy as np
+
+from workbench.index.base import IndexSpecError, VectorIndex, read_index_file, write_index_file
+
+_METRIC = {"cosine": faiss.METRIC_INNER_PRODUCT, "ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
+
+
+class FaissIndex(VectorIndex):
+    """A faiss index described by a factory string such as ``IVF256,PQ48,RFlat``."""
+
+    library = "faiss"
+    query_param_names = ("nprobe", "efSearch", "k_factor")
+
+    def __init__(self, factory: str, metric: str = "cosine", train_size: int | None = None, seed: int = 0) -> None:
+        """``train_size`` caps the vectors used to train IVF/PQ/SQ/OPQ (a seeded sample); None uses all."""
+        build = {"factory": factory} | ({"train_size": train_size} if train_size else {})
+        super().__init__(metric, **build)
+        self.factory = factory
+        self.train_size = train_size
+        self.seed = seed
+        self._index: Any = None
+
+    @property
+    def family(self) -> str:
+        return "faiss:" + re.sub(r"\d+", "", self.factory).replace("_", "")
+
+    @property
+    def label(self) -> str:
+        return f"faiss:{self.factory}"
+
+    def validate(self, dim: int) -> None:
+        try:
+            faiss.index_factory(dim, self.factory, _METRIC[self.metric])
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "rejected"
+            raise IndexSpecError(f"faiss cannot build factory string {self.factory!r} at dimension {dim}: "
+                                 f"{reason}") from None
+
+    def _build(self, vectors: np.ndarray) -> None:
+        index = faiss.index_factory(vectors.shape[1], self.factory, _METRIC[self.metric])
+        if not index.is_trained:
+            train = vectors
+            if self.train_size and self.train_size < len(vectors):
+                rows = np.random.default_rng(self.seed).choice(len(vectors), self.train_size, replace=False)
+                train = vectors[np.sort(rows)]
+            index.train(train)
+        index.add(vectors)
+        self._index = index
+
+    def _search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None,
+                params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        faiss.omp_set_num_threads(self.threads)
+        sel = faiss.IDSelectorBatch(allowed) if allowed is not None else None
+        sp, _keep = self._parameters(params, sel)
+        return self._index.search(queries, k, params=sp)
+
+    def _searcher(self, k: int, params: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
+        faiss.omp_set_num_threads(self.threads)
+        sp, keep = self._parameters(params, None)
+        search = self._index.search
+
+        def one(row: np.ndarray, _keep: list = keep) -> np.ndarray:
+            return search(row, k, params=sp)[1]
+        return one
+
+    def _parameters(self, params: dict[str, Any], sel: Any) -> tuple[Any, list]:
+        """The SearchParameters tree matching this index's structure; also every object it points to
+        (SWIG does not keep nested parameter objects alive)."""
+        used: set[str] = set()
+        keep: list = [sel]
+
+        def make(index: Any) -> Any:
+            index = faiss.downcast_index(index)
+            if isinstance(index, faiss.IndexRefine):
+                used.add("k_factor")
+                sp = faiss.IndexRefineSearchParameters()
+                sp.k_factor = float(params.get("k_factor", index.k_factor))
+                sp.base_index_params = make(index.base_index)
+            elif isinstance(index, faiss.IndexPreTransform):
+                sp = faiss.SearchParametersPreTransform()
+                sp.index_params = make(index.index)
+            elif isinstance(index, faiss.IndexIVF):
+                used.add("nprobe")
+                sp = faiss.SearchParametersIVF()
+                sp.nprobe = int(params.get("nprobe", index.nprobe))
+                if sel is not None:
+                    sp.sel = sel
+            elif isinstance(index, faiss.IndexHNSW):
+                used.add("efSearch")
+                sp = faiss.SearchParametersHNSW()
+                sp.efSearch = int(params.get("efSearch", index.hnsw.efSearch))
+                if sel is not None:
+                    sp.sel = sel
+            else:
+                sp = faiss.SearchParameters()
+                if sel is not None:
+                    sp.sel = sel
+            keep.append(sp)
+            return sp
+
+        root = make(self._index)
+        extra = sorted(set(params) - used)
+        if extra:
+            raise IndexSpecError(f"query parameter(s) {', '.join(extra)} do not apply to {self.label}; "
+                                 f"it takes: {', '.join(sorted(used)) or 'none'}")
+        return root, keep
+
+    def _default_query_params(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+
+        def walk(index: Any) -> None:
+            index = faiss.downcast_index(index)
+            if isinstance(index, faiss.IndexRefine):
+                out["k_factor"] = index.k_factor
+                walk(index.base_index)
+            elif isinstance(index, faiss.IndexPreTransform):
+                walk(index.index)
+            elif isinstance(index, faiss.IndexIVF):
+                out["nprobe"] = index.nprobe
+            elif isinstance(index, faiss.IndexHNSW):
+                out["efSearch"] = index.hnsw.efSearch
+        if self._index is not None:
+            walk(self._index)
+        return out
+
+    def save(self, path: str | Path) -> None:
+        self._require_built()
+        meta = {"library": self.library, "factory": self.factory, "metric": self.metric,
+                "train_size": self.train_size, "seed": self.seed, "dim": self.dim}
+        write_index_file(path, meta, faiss.serialize_index(self._index).tobytes())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FaissIndex":
+        meta, payload = read_index_file(path)
+        out = cls(meta["factory"], meta["metric"], meta["train_size"], meta["seed"])
+        out._index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
+        out.dim = meta["dim"]
+        return out
+
+    def size_bytes(self) -> int:
+        self._require_built()
+        return int(faiss.serialize_index(self._index).nbytes)
+
+    def set_threads(self, n: int) -> None:
+        self.threads = int(n)
+        faiss.omp_set_num_threads(self.threads)
+
+    @property
+    def ntotal(self) -> int:
+        return 0 if self._index is None else int(self._index.ntotal)
