@@ -20,7 +20,7 @@ from workbench.features import FeatureStore, FeatureView
 BASE = pd.Timestamp("2024-03-10 06:00")  # a US DST change day, to catch zone arithmetic
 ZONES = [None, "UTC", "Asia/Kolkata", "America/New_York"]
 DTYPES = {"k1": "BIGINT", "k2": "BIGINT", "v": "DOUBLE", "w": "DOUBLE"}
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 minutes = st.integers(0, 5)
 key1 = st.one_of(st.none(), st.integers(1, 3))

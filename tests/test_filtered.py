@@ -23,6 +23,7 @@ from workbench.bench.filtered import (
     prefilter,
     write_parquet,
 )
+from workbench.bench.sinks import CollectingSink
 from workbench.errors import WorkbenchError
 
 N, DIM, K = 600, 16, 10
@@ -158,6 +159,17 @@ def test_faiss_prefilter_never_returns_a_disallowed_id(vectors, meta, factory, p
     allowed = meta.select("u < 0.03")
     _, ids = prefilter(FilterTarget(base, "ip", index), queries, K, allowed, **params)
     assert np.isin(ids[ids >= 0], allowed).all()
+
+
+def test_allowed_ids_must_be_sorted_unique_and_in_range(vectors):
+    base, queries = vectors
+    target = FilterTarget(base, "ip")
+    with pytest.raises(WorkbenchError, match="sorted and unique: 5 then 3 at 1"):
+        exact_subset(target, queries, K, np.array([1, 5, 3]))
+    with pytest.raises(WorkbenchError, match=r"span 0..600 but the index holds ids 0..599"):
+        exact_subset(target, queries, K, np.array([0, 600]))
+    with pytest.raises(EmptySelectionError):
+        exact_subset(target, queries, K, np.array([], dtype=np.int64))
 
 
 def test_strategies_need_an_index(vectors, meta):
@@ -324,11 +336,12 @@ def test_sweep_rows_sink_and_parquet(vectors, meta, tmp_path):
     flat.build(base)
     hnsw = HnswlibIndex(M=8, ef_construction=50, metric="cosine")
     hnsw.build(base)
-    rows: list[dict] = []
+    sink = CollectingSink()
     frame = filtered_sweep(base, queries, "cosine", meta,
                            [IndexUnderTest(flat.label, flat), IndexUnderTest(hnsw.label, hnsw, {"ef": 64})],
-                           k=K, selectivities=(0.01, 0.5), overfetch=(1, 10), dataset="tiny", sink=rows.append,
+                           k=K, selectivities=(0.01, 0.5), overfetch=(1, 10), runs=1, dataset="tiny", sink=sink,
                            progress=False)
+    rows = sink.points
     # per selectivity: exact + 2 indexes x (prefilter + 2 post-filters)
     assert len(frame) == len(rows) == 2 * (1 + 2 * 3)
     assert rows[0]["strategy"] == "exact_subset"
@@ -365,6 +378,7 @@ def test_cli_writes_results_and_plots(tmp_path, capsys, monkeypatch):
     import workbench.cli as cli
 
     monkeypatch.setattr(cli, "COMMAND_MODULES", cli.COMMAND_MODULES)
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))  # ground truth of DATA is cached
     rng = np.random.default_rng(0)
     data = tmp_path / "tiny.npz"
     np.savez(data, base=rng.standard_normal((400, 8)).astype(np.float32),
@@ -386,6 +400,7 @@ def test_cli_bad_predicate_grammar_is_an_error_not_a_traceback(tmp_path, capsys,
     import workbench.cli as cli
 
     monkeypatch.setattr(cli, "COMMAND_MODULES", cli.COMMAND_MODULES)
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
     data = tmp_path / "tiny.npz"
     np.savez(data, base=np.ones((50, 4), np.float32), queries=np.ones((2, 4), np.float32))
     rc = _main(["filtered", str(data), "--out", str(tmp_path / "o"), "--selectivity", "0.5,2"])
@@ -404,7 +419,7 @@ def test_run_filtered_logs_each_row_through_tracking(tmp_path, monkeypatch):
     frame, summary = run_filtered(base, queries, "ip", tmp_path, specs=["faiss:Flat"], k=5, selectivities=(0.1,),
                                   overfetch=(2,), dataset={"name": "tiny", "digest": "abc", "source": "test"},
                                   progress=False)
-    assert len(calls) == len(frame) == 3
+    assert len(calls) == len(frame) == 3  # children of one parent run in the (test) store
     assert {c["experiment"] for c in calls} == {"index-benchmarks"}
     assert calls[0]["metrics"]["recall"] == 1.0 and calls[0]["params"]["strategy"] == "exact_subset"
     assert calls[2]["params"]["overfetch"] == 2 and calls[2]["dataset"]["digest"] == "abc"

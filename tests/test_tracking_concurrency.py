@@ -35,7 +35,7 @@ def test_four_processes_logging_at_once_lose_no_run(tmp_path, monkeypatch, new_s
         uri = fresh_store(tmp_path / "store")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("WORKBENCH_OUTBOX", str(tmp_path / "outbox"))
-    go, workers, runs = tmp_path / "go", 4, 15
+    go, workers, runs = tmp_path / "go", 4, 10
     procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(w), str(go), str(runs)], env=subprocess_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in range(workers)]
     time.sleep(1.0)  # let every worker import and wait at the barrier

@@ -33,12 +33,12 @@ Keywords are case-insensitive; column names are identifiers (letters, digits, ``
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import math
 import re
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
@@ -53,13 +53,13 @@ from workbench.io import atomic_write_bytes
 if TYPE_CHECKING:
     import duckdb
 
+    from workbench.bench.sinks import ResultsSink
     from workbench.index.base import VectorIndex
 
 DEFAULT_SELECTIVITIES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 0.5)
 DEFAULT_OVERFETCH = (1, 2, 10)
 TIE_EPS = 1e-3  # ann-benchmarks' slack on the k-th true distance
 
-Sink = Callable[[dict[str, Any]], None]
 
 
 class PredicateError(WorkbenchError, ValueError):
@@ -497,25 +497,6 @@ def filtered_recall(target: FilterTarget, queries: np.ndarray, ids: np.ndarray,
     return np.minimum(tie_aware, 1.0), overlap
 
 
-def time_one_at_a_time(search: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], queries: np.ndarray,
-                       warmup: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Call ``search`` on one query at a time (after ``warmup`` untimed calls).
-
-    Returns the stacked ``(distances, ids)`` of the timed calls and each call's seconds.
-    """
-    for i in range(min(warmup, len(queries))):
-        search(queries[i:i + 1])
-    seconds = np.empty(len(queries))
-    dists, ids = [], []
-    for i in range(len(queries)):
-        t0 = time.perf_counter()
-        d, n = search(queries[i:i + 1])
-        seconds[i] = time.perf_counter() - t0
-        dists.append(d)
-        ids.append(n)
-    return np.vstack(dists), np.vstack(ids), seconds
-
-
 @dataclass
 class IndexUnderTest:
     """A built index and the query parameters to search it with, named for tables and plots."""
@@ -534,18 +515,21 @@ def filtered_sweep(base: np.ndarray, queries: np.ndarray, metric: str, metadata:
                    selectivities: Sequence[float] = DEFAULT_SELECTIVITIES,
                    overfetch: Sequence[int] = DEFAULT_OVERFETCH,
                    strategies: Iterable[str] = ("prefilter", "postfilter", "exact_subset"),
-                   threads: int = 1, dataset: str = "", sink: Sink | None = None,
-                   progress: bool = True) -> pd.DataFrame:
+                   threads: int = 1, runs: int = 3, warmup: int = 10, dataset: str = "",
+                   sink: "ResultsSink | None" = None, progress: bool = True) -> pd.DataFrame:
     """Recall, short results and single-query latency per selectivity, strategy and index.
 
     Each selectivity ``s`` selects ids with ``u < s`` from ``metadata``; ``exact_subset`` (index
     ``"exact"``) gives the ground truth and one row of its own. Queries run one at a time on ``threads``
-    threads (BLAS and OpenMP pools limited too, for the exact subset); ``select_ms`` is the time DuckDB
-    took to evaluate the predicate (once per selectivity). Each row goes to ``sink`` as it is measured
-    (the tracking layer, or a list in tests).
+    threads (BLAS and OpenMP pools limited too, for the exact subset), timed as the ANN harness does:
+    ``warmup`` untimed queries, then the best of ``runs`` passes (QPS = queries / wall time of that pass,
+    p50/p95 over its queries). ``select_ms`` is the time DuckDB took to evaluate the predicate (once per
+    selectivity). Each row goes to ``sink.point`` as it is measured (``workbench.bench.sinks``).
     """
     from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
+
+    from workbench.bench.harness import time_single_queries
 
     strategies = list(strategies)
     unknown = [s for s in strategies if s not in STRATEGIES]
@@ -558,6 +542,7 @@ def filtered_sweep(base: np.ndarray, queries: np.ndarray, metric: str, metadata:
         raise WorkbenchError("the query set is empty")
     target = FilterTarget(base, metric)
     queries = target.prepare(queries)
+    rows_in = [queries[i:i + 1] for i in range(len(queries))]
     points: list[tuple[float, str, IndexUnderTest | None, int | None]] = []
     for s in selectivities:
         if "exact_subset" in strategies:
@@ -585,7 +570,9 @@ def filtered_sweep(base: np.ndarray, queries: np.ndarray, metric: str, metadata:
             params = {} if entry is None else dict(entry.query_params)
             options = dict(params, overfetch=f) if f is not None else params
             fn = STRATEGIES[strategy]
-            _, ids, seconds = time_one_at_a_time(lambda q: fn(tgt, q, k, allowed, **options), queries)
+            walls, seconds, results = time_single_queries(lambda q: fn(tgt, q, k, allowed, **options)[1],
+                                                          rows_in, runs, warmup)
+            ids = np.vstack(results)
             recall, recall_ids = filtered_recall(target, queries, ids, exact, allowed, k)
             n_results = (ids >= 0).sum(axis=1)
             pos = np.minimum(np.searchsorted(allowed, ids), allowed.size - 1)
@@ -603,11 +590,11 @@ def filtered_sweep(base: np.ndarray, queries: np.ndarray, metric: str, metadata:
                 "n_disallowed": int(((ids >= 0) & (allowed[pos] != ids)).sum()),
                 "p50_ms": float(np.percentile(seconds, 50) * 1e3),
                 "p95_ms": float(np.percentile(seconds, 95) * 1e3),
-                "qps": float(len(seconds) / seconds.sum()),
+                "qps": float(len(queries) / min(walls)),
             }
             rows.append(row)
             if sink is not None:
-                sink(row)
+                sink.point(row)
     frame = pd.DataFrame(rows)
     frame["overfetch"] = frame["overfetch"].astype("Int64")
     return frame
@@ -662,33 +649,22 @@ _METRIC_KEYS = ("recall", "recall_ids", "frac_short", "mean_results", "n_disallo
                 "qps", "n_allowed", "selectivity_actual", "select_ms")
 
 
-class TrackingSink:
-    """A sink that logs each measured row through ``workbench.tracking.log_run`` (fail-soft).
+def tracking_sink() -> "ResultsSink":
+    """The ANN harness's tracking sink (parent run per sweep, fail-soft), logging filtered-search rows."""
+    from workbench.bench.sinks import TrackingSink
 
-    Rows logged inside ``workbench.tracking.parent_run`` become its children. If the tracking package is
-    missing it warns once and keeps going; ``log_run`` itself queues runs it cannot store.
-    """
-
-    def __init__(self, experiment: str = "index-benchmarks", command: str = "workbench filtered",
-                 dataset: Mapping[str, Any] | None = None) -> None:
-        self.experiment = experiment
-        self.command = command
-        self.dataset = dict(dataset) if dataset else None
-        self._warned = False
-
-    def __call__(self, row: Mapping[str, Any]) -> None:
-        try:
-            from workbench.tracking import log_run
-        except ImportError as exc:
-            if not self._warned:
-                warnings.warn(f"tracking unavailable, filtered-search runs not logged: {exc}", stacklevel=2)
-                self._warned = True
-            return
-        log_run(experiment=self.experiment,
-                run_name=f"filtered {curve_label(row)} s={row['selectivity']}",
+    class FilteredTrackingSink(TrackingSink):
+        def point(self, row: dict[str, Any]) -> None:
+            if self._tracking is None:  # tracking unavailable: the harness sink has warned
+                return
+            self._tracking.log_run(
+                experiment=self.experiment, run_name=f"filtered {curve_label(row)} s={row['selectivity']}",
                 params={key: row[key] for key in _PARAM_KEYS if row.get(key) is not None},
                 metrics={key: float(row[key]) for key in _METRIC_KEYS},
-                tags={"kind": "filtered-search"}, dataset=self.dataset, command=self.command)
+                tags={"kind": "filtered-search", "family": row["family"]}, dataset=self._dataset,
+                command=self.command)
+
+    return FilteredTrackingSink(command="workbench filtered")
 
 
 # --------------------------------------------------------------------------------------------
@@ -724,14 +700,15 @@ def build_indexes(base: np.ndarray, metric: str, specs: Sequence[str], threads: 
 def run_filtered(base: np.ndarray, queries: np.ndarray, metric: str, out_dir: str | Path, *,
                  specs: Sequence[str] | None = None, k: int = 10,
                  selectivities: Sequence[float] = DEFAULT_SELECTIVITIES,
-                 overfetch: Sequence[int] = DEFAULT_OVERFETCH, threads: int = 1, seed: int = 0,
-                 dataset: Mapping[str, Any] | None = None, track: bool = True, sink: Sink | None = None,
-                 progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
+                 overfetch: Sequence[int] = DEFAULT_OVERFETCH, threads: int = 1, runs: int = 3, seed: int = 0,
+                 dataset: Mapping[str, Any] | None = None, track: bool = True,
+                 sink: "ResultsSink | None" = None, progress: bool = True) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Build the indexes, sweep selectivity, and write ``filtered.parquet``, the plots and ``summary.json``.
 
     Attributes are ``Metadata.synthetic(len(base), seed)``. ``dataset`` (``name``, ``digest``, ``source``)
     names the data in tables, plots and tracking; with ``track`` the sweep is a parent run in the
-    ``index-benchmarks`` experiment and each row a child (fail-soft); ``sink`` (tests) replaces that.
+    ``index-benchmarks`` experiment and each row a child (fail-soft); ``sink`` (e.g. the harness's
+    ``CollectingSink`` in tests) replaces that.
     """
     from workbench.bench.filtered_plots import plot_sweep, recall_table
     from workbench.io import atomic_write_json
@@ -746,20 +723,15 @@ def run_filtered(base: np.ndarray, queries: np.ndarray, metric: str, out_dir: st
     specs = list(specs) if specs else default_specs(len(base))
     metadata = Metadata.synthetic(len(base), seed=seed, table=name)
     indexes = build_indexes(base, metric, specs, threads=threads, progress=progress)
-    sweep = dict(k=k, selectivities=selectivities, overfetch=overfetch, threads=threads, dataset=name,
-                 progress=progress)
-    if sink is None and track:
-        from workbench.tracking import parent_run
-
-        params = {"k": k, "specs": " ".join(specs), "selectivities": ",".join(map(str, selectivities)),
-                  "overfetch": ",".join(map(str, overfetch)), "threads": threads, "n_queries": len(queries)}
-        tracked = {key: str(v) for key, v in info.items() if key in ("name", "digest", "source")}
-        with parent_run(experiment="index-benchmarks", run_name=f"filtered {name}", params=params,
-                        command="workbench filtered", dataset=tracked or None):
-            frame = filtered_sweep(base, queries, metric, metadata, indexes,
-                                   sink=TrackingSink(dataset=tracked or None), **sweep)
-    else:
-        frame = filtered_sweep(base, queries, metric, metadata, indexes, sink=sink, **sweep)
+    sink = sink if sink is not None else tracking_sink() if track else None
+    params = {"k": k, "specs": " ".join(specs), "selectivities": ",".join(map(str, selectivities)),
+              "overfetch": ",".join(map(str, overfetch)), "threads": threads, "runs": runs,
+              "n_queries": len(queries)}
+    tracked = {key: str(v) for key, v in info.items() if key in ("name", "digest", "source")}
+    with sink.sweep(f"filtered {name}", params, tracked) if sink is not None else contextlib.nullcontext():
+        frame = filtered_sweep(base, queries, metric, metadata, indexes, k=k, selectivities=selectivities,
+                               overfetch=overfetch, threads=threads, runs=runs, dataset=name, sink=sink,
+                               progress=progress)
     metadata.close()
     write_parquet(frame, out_dir / "filtered.parquet")
     plots = plot_sweep(frame, out_dir)

@@ -111,7 +111,7 @@ def plot_recall(frame: pd.DataFrame, path: str | Path, min_recall: float = 0.9) 
             low = group[group["recall"] < min_recall]
             if len(low):
                 worst = low.loc[low["selectivity"].idxmax()]
-                top.annotate(f"x{f}: {worst['recall']:.2f} at {100 * worst['selectivity']:g}%",
+                top.annotate(f"x{f}: {worst['recall']:.3f} at {100 * worst['selectivity']:g}%",
                              (worst["selectivity"], worst["recall"]), xytext=(-8, 0), textcoords="offset points",
                              fontsize=8, color=style["color"], ha="right", va="center", fontweight="bold",
                              bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.85))

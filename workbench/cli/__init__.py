@@ -14,11 +14,13 @@ from typing import Any, Sequence
 
 from workbench.errors import WorkbenchError
 
-COMMAND_MODULES = ("data", "embed", "ann", "hybrid", "tracking", "features", "report")
+COMMAND_MODULES = ("data", "embed", "ann", "filtered", "hybrid", "tracking", "features", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workbench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="workbench", description="A research workbench for the data side of AI systems: embeddings, "
+        "vector indexes, hybrid search, experiment tracking and feature stores.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"workbench.cli.{name}").register(sub)

@@ -15,6 +15,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_embed)
 
+    q = sub.add_parser("quantize", help="storage quantization trade-off (float16, int8, binary) on an embedded collection")
+    q.add_argument("dataset", help="dataset name or BEIR folder")
+    q.add_argument("--k", type=int, default=10)
+    q.add_argument("--metric", default="cosine", choices=("cosine", "ip", "l2"))
+    q.add_argument("--limit", type=int, default=None, help="first N documents and queries only")
+    q.add_argument("--out", default=None, help="output folder (default out/quantization/DATASET)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=_quantize)
+
     b = sub.add_parser("embed-bench", help="encoding throughput of the Embedder against a bare SentenceTransformer.encode")
     b.add_argument("dataset", help="dataset name or BEIR folder")
     b.add_argument("--limit", type=int, default=1000)
@@ -43,6 +52,19 @@ def _embed(args: argparse.Namespace) -> int:
     emit(payload, args.json, [f"{ds.name}: {stats['n_texts']} texts, dim {vecs.shape[1]}, "
                               f"encoded {stats['encoded']}, cache hits {stats['cache_hits']}, "
                               f"{stats['seconds']:.2f} s"])
+    return 0
+
+
+def _quantize(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from workbench.config import output_dir
+    from workbench.embed.quantize import quantization_report
+
+    target = Path(args.out) if args.out else output_dir() / "quantization" / Path(args.dataset).name
+    table = quantization_report(args.dataset, target, k=args.k, metric=args.metric, limit=args.limit)
+    emit({"out": str(target), "rows": table.to_dict(orient="records")}, args.json,
+         [table.to_string(index=False), f"written to {target}"])
     return 0
 
 

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_id")
     p.add_argument("--name", required=True, help="registered model name")
     p.add_argument("--alias", help="alias to point at the new version (champion, challenger)")
-    p.add_argument("--k", type=int, default=10, help="default number of results of predict")
+    p.add_argument("--k", type=int, help="default number of results of predict (default: the bundle's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_register)
 

@@ -267,21 +267,3 @@ def quantization_report(dataset: str, out_dir: str | os.PathLike, k: int = 10, m
                                f"Storage quantization of all-MiniLM-L6-v2 embeddings: {ds.name}")
     return df
 
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m workbench.embed.quantize",
-                                     description="storage quantization trade-off on an embedded collection")
-    parser.add_argument("dataset")
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--metric", default="cosine", choices=METRICS)
-    parser.add_argument("--limit", type=int, default=None, help="first N documents and queries only")
-    parser.add_argument("--out", default=None, help="output folder (default out/quantization/DATASET)")
-    a = parser.parse_args()
-    from workbench.config import output_dir
-
-    target = Path(a.out) if a.out else output_dir() / "quantization" / a.dataset
-    table = quantization_report(a.dataset, target, k=a.k, metric=a.metric, limit=a.limit)
-    print(table.to_string(index=False))
-    print(f"written to {target}")

@@ -51,7 +51,7 @@ def _merge(store: OfflineStore, view: FeatureView, where: str, params: list[Any]
                 SELECT {', '.join(keys + feats)}, {quote(view.timestamp_field)}, {created}, {ROW}
                 FROM {table} WHERE {not_null} AND ({where})
             ) QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)}
-                                         ORDER BY _wb_fts DESC, _wb_created DESC NULLS FIRST, {ROW} DESC) = 1""",
+                                         ORDER BY _wb_fts DESC, _wb_created DESC NULLS LAST, {ROW} DESC) = 1""",
                     params)
         con.execute("COMMIT")
     except BaseException:

@@ -117,7 +117,9 @@ def asof_sql(req: Request, entity: str) -> str:
                    if v.created_timestamp_column else "")
         probe_c = "c := 'infinity'::TIMESTAMP, " if v.created_timestamp_column else ""
         order = f", struct_pack(t := {ts}, {created}r := {ROW}) AS _wb_ord"
-        cond = f"struct_pack(t := e.{ENTITY_TS}, {probe_c}r := {MAX_BIGINT}) >= f._wb_ord"
+        # A struct with a NULL field is not NULL (and compares high): keep a NULL entity time unmatched.
+        cond = (f"CASE WHEN e.{ENTITY_TS} IS NOT NULL THEN struct_pack(t := e.{ENTITY_TS}, {probe_c}"
+                f"r := {MAX_BIGINT}) END >= f._wb_ord")
     else:
         order, cond = "", f"e.{ENTITY_TS} >= f._wb_fts"
     ok = _ttl_ok(req, "f._wb_fts")

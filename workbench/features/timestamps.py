@@ -12,10 +12,10 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from workbench.errors import WorkbenchError
+from workbench.features.view import FeatureStoreError
 
 
-class TimestampError(WorkbenchError, ValueError):
+class TimestampError(FeatureStoreError):
     """A column that should hold timestamps does not, or holds ones finer than a microsecond."""
 
 

@@ -1,8 +1,9 @@
 """The end-to-end hybrid evaluation of one collection (what ``workbench hybrid`` and notebook 05 call).
 
 BM25 and dense runs (top ``depth`` each), fused by RRF (k=60, the reference setting), CombSUM and
-CombMNZ (min-max), and by convex combinations and RRF whose parameters are chosen by k-fold
-cross-validation over queries; every method evaluated with pytrec_eval over all judged queries and
+CombMNZ (min-max), and by methods whose parameters are chosen by k-fold cross-validation over queries:
+``convex`` (the tuned convex combination, theoretical-min-max normalisation, which Bruch et al. 2023
+found the most robust), ``convex_minmax``, ``convex_zscore`` (weight tuned) and ``rrf_cv`` (k tuned); every method evaluated with pytrec_eval over all judged queries and
 compared per query with each single retriever. Writes ``metrics.json``, ``runs/NAME.trec``,
 ``per_query.csv``, ``comparison.md``, ``weight_curve.csv`` atomically, then logs to the tracking layer.
 """
@@ -131,11 +132,10 @@ def run_hybrid(dataset: "str | Path | BeirDataset", out_dir: str | Path | None =
     t = time.perf_counter()
     cands = candidates(runs["bm25"], runs["dense"], depth)
     matrix = metric_matrix([c.run for c in cands], ds.qrels, "ndcg@10")
-    is_convex = np.array([c.method == "convex" for c in cands])
     cv: dict[str, CVResult] = {}
-    groups = {"convex": is_convex, "rrf_cv": ~is_convex}
-    groups |= {f"convex_{n}": np.array([c.method == "convex" and c.params["norm"] == n for c in cands])
-               for n in NORMS}
+    groups = {("convex" if n == "tmm" else f"convex_{n}"):
+              np.array([c.method == "convex" and c.params["norm"] == n for c in cands]) for n in NORMS}
+    groups["rrf_cv"] = np.array([c.method == "rrf" for c in cands])
     for name, mask in groups.items():
         idx = np.flatnonzero(mask)
         cv[name] = cross_validate([cands[i] for i in idx], ds.qrels, folds, seed, "ndcg@10", name, matrix[idx])

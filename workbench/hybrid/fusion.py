@@ -170,22 +170,27 @@ def fuse(runs: Sequence[Run], method: str = "rrf", depth: int = 100, name: str |
     _check_compatible(runs)
     contrib = METHODS[method](runs, **params)
     n_q, n_docs = len(runs[0].query_ids), len(runs[0].docs)
-    rows = np.concatenate([np.broadcast_to(np.arange(n_q)[:, None], r.doc_ids.shape)[r.valid] for r in runs])
-    docs = np.concatenate([r.doc_ids[r.valid] for r in runs])
-    vals = np.concatenate([v[r.valid] for v, r in zip(contrib.values, runs)])
-    keys, inverse = np.unique(rows * np.int64(n_docs) + docs, return_inverse=True)
-    total = np.bincount(inverse, weights=vals, minlength=len(keys)).astype(np.float64)
+    # All lists of a query side by side, sorted by document: a document's entries become neighbours
+    # (at most one per run), padding (position n_docs) goes last. Row-wise sorts beat one global sort.
+    ids = np.concatenate([np.where(r.valid, r.doc_ids, n_docs) for r in runs], axis=1)
+    vals = np.concatenate([np.where(r.valid, v, 0.0) for v, r in zip(contrib.values, runs)], axis=1)
+    order = np.argsort(ids, axis=1, kind="stable")
+    ids, vals = np.take_along_axis(ids, order, axis=1), np.take_along_axis(vals, order, axis=1)
+    total, count = vals.copy(), np.ones(ids.shape)
+    for shift in range(1, len(runs)):  # add the entries of the same document from the other runs
+        same = ids[:, shift:] == ids[:, :-shift]
+        total[:, :-shift] += np.where(same, vals[:, shift:], 0.0)
+        count[:, :-shift] += same
+    first = np.ones(ids.shape, dtype=bool)
+    first[:, 1:] = ids[:, 1:] != ids[:, :-1]
+    keep = first & (ids < n_docs)
     if contrib.times_count:
-        total *= np.bincount(inverse, minlength=len(keys))
-    q, d = keys // n_docs, keys % n_docs
-    total += contrib.base[q]
-    order = np.lexsort((d, -total, q))  # by query, then best score, then corpus order
-    q, d, total = q[order], d[order], total[order]
-    rank = np.arange(len(q)) - np.searchsorted(q, q)
-    keep = rank < depth
-    width = int(min(depth, rank.max() + 1)) if len(rank) else 0
-    out_ids = np.full((n_q, width), -1, dtype=np.int64)
-    out_scores = np.full((n_q, width), np.nan)
-    out_ids[q[keep], rank[keep]] = d[keep]
-    out_scores[q[keep], rank[keep]] = total[keep]
+        total *= count
+    total = np.where(keep, total + contrib.base[:, None], -np.inf)
+    # Best first; the stable sort keeps document order among equal scores.
+    width = int(min(depth, keep.sum(axis=1).max(initial=0)))
+    top = np.argsort(-total, axis=1, kind="stable")[:, :width]
+    out_scores = np.take_along_axis(total, top, axis=1)
+    out_ids = np.where(np.isfinite(out_scores), np.take_along_axis(ids, top, axis=1), -1)
+    out_scores = np.where(out_ids >= 0, out_scores, np.nan)
     return Run(name or method, list(runs[0].query_ids), out_ids, out_scores, runs[0].docs)

@@ -153,26 +153,27 @@ class Run:
 
 
 def strictly_decreasing(scores: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """Scores nudged down by the fewest float steps needed to be strictly decreasing along each row.
+    """Scores made strictly decreasing along each row, in single precision.
 
     trec_eval (and pytrec_eval) sort a query's results by score and break ties by document id, not by
-    the rank the system gave; equal scores (common in RRF) would be silently reordered. A tied score
-    becomes the next float below its predecessor, which keeps the run's order and changes no distinct
-    score by more than a few ulps.
+    the rank the system gave, so equal scores (common in RRF) would be silently reordered. pytrec_eval
+    compares scores in single precision (1 and 1 - 1e-9 tie there), so scores are rounded to float32
+    and a score not below its predecessor becomes the next float32 below it: the run's order is kept
+    and no score moves by more than a few float32 steps (relative 1e-7 each).
     """
-    out = np.array(scores, dtype=np.float64, copy=True)
+    out = np.array(scores, dtype=np.float32, copy=True)
     if valid is None:
         valid = np.isfinite(out)
+    down = np.float32(-np.inf)
     for c in range(1, out.shape[1]):
         both = valid[:, c] & valid[:, c - 1]
-        below = np.nextafter(out[:, c - 1], -np.inf)
-        out[:, c] = np.where(both, np.minimum(out[:, c], below), out[:, c])
-    return out
+        out[:, c] = np.where(both, np.minimum(out[:, c], np.nextafter(out[:, c - 1], down)), out[:, c])
+    return out.astype(np.float64)
 
 
 def write_trec(run: Run, path: str | os.PathLike, tag: str | None = None) -> Path:
-    """Write ``qid Q0 docid rank score tag`` lines atomically; scores strictly decreasing and printed
-    with full precision (``repr``) so that reading the file back gives the same floats and order."""
+    """Write ``qid Q0 docid rank score tag`` lines atomically, scores made strictly decreasing by
+    :func:`strictly_decreasing` and printed exactly (``repr``), so trec_eval keeps the run's order."""
     tag = tag or run.name
     if any(c.isspace() for c in tag):
         raise RunError(f"run tag {tag!r} contains whitespace")
@@ -180,7 +181,7 @@ def write_trec(run: Run, path: str | os.PathLike, tag: str | None = None) -> Pat
     lines = []
     for r, q in enumerate(run.query_ids):
         for c in range(int(run.valid[r].sum())):
-            lines.append(f"{q} Q0 {run.docs[run.doc_ids[r, c]]} {c + 1} {scores[r, c]!r} {tag}\n")
+            lines.append(f"{q} Q0 {run.docs[run.doc_ids[r, c]]} {c + 1} {float(scores[r, c])!r} {tag}\n")
     return atomic_write_text(path, "".join(lines))
 
 

@@ -67,11 +67,12 @@ def exact_knn(base: np.ndarray, queries: np.ndarray, k: int, metric: str, batch:
     return dist, ids
 
 
-def _key(base: np.ndarray, queries: np.ndarray, metric: str, k: int) -> str:
-    h = hashlib.sha256(f"gt-v1|{metric}|{k}|{base.shape}|{queries.shape}|".encode())
-    h.update(base.tobytes())
-    h.update(queries.tobytes())
-    return h.hexdigest()[:32]
+def vectors_digest(base: np.ndarray, queries: np.ndarray, metric: str) -> str:
+    """sha256 over the prepared vectors and the metric: the identity of a benchmark data set."""
+    h = hashlib.sha256(f"{metric}|{base.shape}|{queries.shape}|".encode())
+    h.update(np.ascontiguousarray(base).tobytes())
+    h.update(np.ascontiguousarray(queries).tobytes())
+    return h.hexdigest()
 
 
 def ground_truth(base: np.ndarray, queries: np.ndarray, metric: str, k: int = GT_K,
@@ -85,7 +86,7 @@ def ground_truth(base: np.ndarray, queries: np.ndarray, metric: str, k: int = GT
     if not cache:
         return exact_knn(base, queries, k, metric, progress=progress)
     root = (cache_dir() / "groundtruth") if cache is True else Path(cache)
-    path = root / f"{_key(base, queries, metric, k)}.npz"
+    path = root / f"{vectors_digest(base, queries, metric)[:32]}-k{k}.npz"
     sidecar = path.with_suffix(".json")
     if path.is_file() and sidecar.is_file():
         raw = path.read_bytes()

@@ -111,5 +111,10 @@ class HnswlibIndex(VectorIndex):
             self._index.set_num_threads(self.threads)
 
     @property
+    def raw(self) -> Any:
+        """The library's own index object (for bare-library comparisons)."""
+        return self._index
+
+    @property
     def ntotal(self) -> int:
         return 0 if self._index is None else int(self._index.get_current_count())

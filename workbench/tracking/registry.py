@@ -45,12 +45,13 @@ class RegisteredVersion:
         return dict(self.__dict__)
 
 
-def register_retrieval_model(run_id: str, name: str, alias: str | None = None, *, k: int = 10,
+def register_retrieval_model(run_id: str, name: str, alias: str | None = None, *, k: int | None = None,
                              description: str | None = None) -> RegisteredVersion:
     """Register the retrieval bundle of run ``run_id`` as a new version of model ``name``.
 
     Raises :class:`TrackingError` if the run does not exist or has no ``retrieval_index`` artifact.
-    ``alias`` (e.g. ``champion``) is moved to the new version.
+    ``alias`` (e.g. ``champion``) is moved to the new version. ``k`` is predict's default number of
+    results (default: the bundle's).
     """
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
@@ -80,7 +81,7 @@ def register_retrieval_model(run_id: str, name: str, alias: str | None = None, *
             inputs=Schema([ColSpec("string", "query", required=False),
                            ColSpec(Array("double"), "vector", required=False)]),
             outputs=Schema([ColSpec(Array("string"), "ids"), ColSpec(Array("double"), "scores")]),
-            params=ParamSchema([ParamSpec("k", "long", int(k))]))
+            params=ParamSchema([ParamSpec("k", "long", int(k or bundle.config.get("k", 10)))]))
         info = Model.log(artifact_path=None, name=MODEL_NAME_IN_RUN, flavor=mlflow.pyfunc, run_id=run_id,
                          python_model=str(Path(__file__).with_name("retriever_code.py")),
                          artifacts={"bundle": str(bundle_dir), "model_card": str(card)},

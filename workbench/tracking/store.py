@@ -124,29 +124,49 @@ def client(uri: str | None = None) -> "MlflowClient":
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow import MlflowClient
 
-    # A fresh SQLite store runs ~50 alembic migrations, each logged at INFO.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # A fresh SQLite store runs ~50 alembic migrations, each logged at INFO, and mlflow announces them.
+    for name in ("alembic", "mlflow.store.db.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     uri = uri or tracking_uri()
-    mlflow_client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     db = sqlite_path(uri)
     if db is not None and db not in _prepared:
-        _prepare_sqlite(db, mlflow_client)
-    return mlflow_client
+        _prepare_sqlite(db, uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 _prepared: set[Path] = set()
+_wal_files: set[str] = set()  # real paths of stores in WAL mode
 
 
-def _prepare_sqlite(db: Path, mlflow_client: "MlflowClient") -> None:
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    """``synchronous=NORMAL`` on connections to a prepared store: in WAL mode a commit then does not wait
+    for a disk sync (the database stays consistent; a power cut may lose the last commits, never corrupt)."""
+    import sqlite3
+
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        path = dbapi_connection.execute("PRAGMA database_list").fetchone()[2]
+        if path and os.path.realpath(path) in _wal_files:
+            dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+
+def _prepare_sqlite(db: Path, uri: str) -> None:
     """Create or upgrade the schema and switch to write-ahead logging, one process at a time.
 
     mlflow migrates a new database on first access; two processes doing that at once corrupt the
     migration ("Online migration expected to match one row"), so it happens under an exclusive lock on
     ``<db>.lock``. WAL (persistent in the file) makes a commit sync one file instead of a rollback journal
-    and the database (~2x faster logging) and lets readers proceed while one process writes.
+    and the database (~2x faster logging) and lets readers proceed while one process writes; with it,
+    ``synchronous=NORMAL`` is safe (see :func:`_on_sqlite_connect`).
     """
     import fcntl
     import sqlite3
+
+    from mlflow import MlflowClient
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    if not event.contains(Engine, "connect", _on_sqlite_connect):
+        event.listen(Engine, "connect", _on_sqlite_connect)
 
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +179,12 @@ def _prepare_sqlite(db: Path, mlflow_client: "MlflowClient") -> None:
             with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(db, timeout=20)) as con:
                 if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     con.execute("PRAGMA journal_mode=WAL")  # "locked" if another process writes: skip it
-            with_retry(mlflow_client.search_experiments, max_results=1)  # creates or upgrades the schema
+                if con.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                    _wal_files.add(os.path.realpath(db))
+            # The tracking and the registry store each check (and create or upgrade) the schema.
+            mlflow_client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            with_retry(mlflow_client.search_experiments, max_results=1)
+            with_retry(mlflow_client.search_registered_models, max_results=1)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     _prepared.add(db)

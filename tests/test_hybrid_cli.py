@@ -1,0 +1,101 @@
+"""`workbench hybrid` and `workbench hybrid-bench` through the CLI entry point, on a small synthetic
+collection with a deterministic stand-in for the embedding model (no model load)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import write_beir
+from workbench.cli import main
+from workbench.hybrid import experiment
+from workbench.hybrid.runs import read_trec
+
+TOPICS = ["wing flutter", "boundary layer", "heat transfer", "shock wave", "jet noise", "panel buckling"]
+
+
+def fake_embed_dataset(ds, embedder=None):
+    """Bag-of-words hashed into 64 dims and normalised: deterministic, related to the text."""
+    def enc(texts):
+        out = np.zeros((len(texts), 64), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in t.lower().split():
+                out[i, int(hashlib.md5(w[:4].encode()).hexdigest(), 16) % 64] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+    return enc(ds.doc_texts()), enc(ds.query_texts())
+
+
+@pytest.fixture
+def collection(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    corpus, qrels = [], []
+    for i in range(120):
+        topic = TOPICS[i % len(TOPICS)]
+        filler = " ".join(rng.choice(["study", "results", "method", "model", "flow", "test"], 6))
+        corpus.append({"_id": f"d{i}", "title": topic if i % 2 else "", "text": f"{topic} {filler}"})
+    queries = [{"_id": f"q{j}", "text": f"{t} experiments"} for j, t in enumerate(TOPICS)]
+    for j in range(len(TOPICS)):
+        qrels += [(f"q{j}", f"d{i}", 1 + (i % 3 == 0)) for i in range(j, 120, len(TOPICS))][:8]
+    return write_beir(tmp_path / "mini", corpus, queries, qrels)
+
+
+@pytest.fixture
+def sink(monkeypatch: pytest.MonkeyPatch) -> list:
+    logged: list = []
+    monkeypatch.setattr(experiment, "tracking_sink", lambda parent, children: logged.append((parent, children)))
+    monkeypatch.setattr("workbench.embed.embed_dataset", fake_embed_dataset)
+    # run_hybrid binds its default sink at definition time: route it through the patched name.
+    monkeypatch.setattr(experiment.run_hybrid, "__defaults__",
+                        tuple(experiment.tracking_sink if callable(d) and getattr(d, "__name__", "") == "tracking_sink"
+                              else d for d in experiment.run_hybrid.__defaults__))
+    return logged
+
+
+def test_hybrid_writes_metrics_runs_and_logs(collection: Path, tmp_path: Path, sink: list, capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["hybrid", str(collection), "--out", str(out), "--folds", "3", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(printed) == {"dataset", "n_queries", "methods", "best_single", "best_fused"}
+    assert metrics["dataset"] == "mini" and metrics["n_queries"] == 6
+    for name in ("bm25", "dense", "rrf", "convex"):
+        assert set(metrics["methods"][name]) >= {"ndcg@10", "recall@100", "map", "mrr@10"}
+        run = read_trec(out / "runs" / f"{name}.trec", [f"d{i}" for i in range(120)])
+        assert run.query_ids and run.depth <= 100
+    assert metrics["best_single"] in ("bm25", "dense") and metrics["best_fused"] not in ("bm25", "dense")
+    assert len(metrics["cv_choices"]["convex"]) == 3
+    assert (out / "comparison.md").read_text().startswith("# Hybrid retrieval on mini")
+    (parent, children), = sink
+    assert parent["experiment"] == "hybrid" and parent["dataset"]["name"] == "mini"
+    assert {c["run_name"] for c in children} >= {"mini:bm25", "mini:convex"}
+    assert all(Path(a).is_file() for c in children for a in c["artifacts"])
+    assert not list(out.rglob(".*.tmp"))
+
+
+def test_runs_hold_at_least_100_results_where_the_corpus_allows(collection: Path, tmp_path: Path, sink: list) -> None:
+    assert main(["hybrid", str(collection), "--out", str(tmp_path / "o"), "--folds", "2"]) == 0
+    dense = read_trec(tmp_path / "o" / "runs" / "dense.trec", [f"d{i}" for i in range(120)])
+    assert (dense.lengths() == 100).all()
+
+
+def test_bad_dataset_and_folds_are_errors(collection: Path, tmp_path: Path, sink: list, capsys) -> None:
+    assert main(["hybrid", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    assert "error:" in capsys.readouterr().err
+    assert main(["hybrid", str(collection), "--out", str(tmp_path / "o"), "--folds", "50"]) == 2
+    assert "2 <= folds <= queries, got 50 folds for 6 queries" in capsys.readouterr().err
+
+
+def test_hybrid_bench_small(collection: Path, tmp_path: Path, capsys) -> None:
+    pytest.importorskip("ranx")
+    target = tmp_path / "bench.json"
+    assert main(["hybrid-bench", str(collection), "--queries", "20", "--candidates", "50", "--repeats", "1",
+                 "--out", str(target)]) == 0
+    payload = json.loads(target.read_text())
+    assert payload["bm25"][0]["dataset"] == "mini" and payload["bm25"][0]["bm25_index_and_retrieve_s"] > 0
+    assert {r["method"] for r in payload["fusion"]["methods"]} == {"rrf", "convex_minmax", "convex_zscore",
+                                                                  "combsum", "combmnz"}
+    assert "ranx" in capsys.readouterr().out

@@ -1,0 +1,102 @@
+"""faiss wrapper: factory strings, metrics end to end, per-call parameters, filters, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workbench.data.vectors import synthetic_clusters
+from workbench.index.base import IndexSpecError
+from workbench.index.faiss import FaissIndex
+from workbench.index.groundtruth import exact_knn, prepare
+from workbench.index.metrics import recall_ties
+
+FACTORIES = ["Flat", "IVF16,Flat", "IVF16,SQ8", "IVF16,PQ8x4", "IVF16,PQ8x4,RFlat", "HNSW16,Flat", "HNSW16,SQ8",
+             "OPQ8,IVF16,PQ8x4", "SQfp16"]
+
+
+@pytest.fixture(scope="module")
+def vs():
+    return synthetic_clusters(n=2000, dim=32, n_queries=50, n_clusters=20, seed=1, metric="l2")
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_flat_is_exact_in_every_metric(vs, metric):
+    index = FaissIndex("Flat", metric)
+    index.build(vs.base)
+    d, i = index.search(vs.queries, 10)
+    base, q = prepare(vs.base, metric, "b"), prepare(vs.queries, metric, "q")
+    gd, gi = exact_knn(base, q, 10, metric, progress=False)
+    assert recall_ties(base, q, i, gd, 10, metric).mean() == 1.0
+    np.testing.assert_allclose(d, gd, rtol=1e-4, atol=1e-4)    # similarity for cosine/ip, squared L2 for l2
+
+
+@pytest.mark.parametrize("factory", FACTORIES)
+def test_every_factory_builds_searches_and_round_trips(vs, factory, tmp_path):
+    index = FaissIndex(factory, "cosine")
+    index.build(vs.base)
+    d, i = index.search(vs.queries, 10)
+    assert i.shape == (50, 10) and (i >= 0).all()
+    assert index.size_bytes() > 0 and index.ntotal == 2000
+    index.save(tmp_path / "x.idx")
+    loaded = FaissIndex.load(tmp_path / "x.idx")
+    d2, i2 = loaded.search(vs.queries, 10)
+    np.testing.assert_array_equal(i, i2)
+    np.testing.assert_array_equal(d, d2)
+
+
+def test_query_parameters_are_per_call_and_do_not_leak(vs):
+    index = FaissIndex("IVF16,Flat", "l2")
+    index.build(vs.base)
+    _, default = index.search(vs.queries, 10)
+    _, wide = index.search(vs.queries, 10, nprobe=16)
+    _, again = index.search(vs.queries, 10)
+    np.testing.assert_array_equal(default, again)
+    assert index.effective_query_params() == {"nprobe": 1}
+    assert index.effective_query_params(nprobe=16) == {"nprobe": 16}
+    gd, gi = exact_knn(vs.base, vs.queries, 10, "l2", progress=False)
+    assert recall_ties(vs.base, vs.queries, wide, gd, 10, "l2").mean() == 1.0   # all lists probed = exact
+
+
+def test_refine_and_hnsw_parameters(vs):
+    refine = FaissIndex("IVF16,PQ8x4,RFlat", "l2")
+    refine.build(vs.base)
+    gd, _ = exact_knn(vs.base, vs.queries, 10, "l2", progress=False)
+    r1 = recall_ties(vs.base, vs.queries, refine.search(vs.queries, 10, nprobe=16, k_factor=1)[1], gd, 10, "l2")
+    r8 = recall_ties(vs.base, vs.queries, refine.search(vs.queries, 10, nprobe=16, k_factor=8)[1], gd, 10, "l2")
+    assert r8.mean() > r1.mean()
+    hnsw = FaissIndex("HNSW16,Flat", "l2")
+    hnsw.build(vs.base)
+    assert hnsw.effective_query_params(efSearch=64) == {"efSearch": 64}
+    with pytest.raises(IndexSpecError, match="nprobe do not apply to faiss:HNSW16,Flat"):
+        hnsw.search(vs.queries, 10, nprobe=4)
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF16,Flat", "HNSW16,Flat", "IVF16,PQ8x4,RFlat", "OPQ8,IVF16,PQ8x4"])
+def test_allowed_ids_prefilter(vs, factory):
+    index = FaissIndex(factory, "l2")
+    index.build(vs.base)
+    allowed = np.arange(0, 2000, 3)
+    _, ids = index.search(vs.queries, 10, allowed=allowed, nprobe=16) if "IVF" in factory else \
+        index.search(vs.queries, 10, allowed=allowed)
+    assert np.isin(ids[ids >= 0], allowed).all()
+    _, few = FaissIndex("Flat", "l2"), None
+    flat = FaissIndex("Flat", "l2")
+    flat.build(vs.base)
+    d, ids = flat.search(vs.queries[:2], 5, allowed=[7, 11])
+    assert sorted(ids[0, :2]) == [7, 11] and (ids[:, 2:] == -1).all() and np.isinf(d[:, 2:]).all()
+
+
+def test_unknown_factory_string_is_named(vs):
+    with pytest.raises(IndexSpecError, match="'IVF16,Bogus'"):
+        FaissIndex("IVF16,Bogus", "l2").build(vs.base)
+    with pytest.raises(IndexSpecError, match="at dimension 32"):
+        FaissIndex("PQ7", "l2").validate(32)
+
+
+def test_threads_are_set(vs):
+    import faiss
+
+    index = FaissIndex("Flat", "l2")
+    index.set_threads(1)
+    assert faiss.omp_get_max_threads() == 1

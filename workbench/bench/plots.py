@@ -1,0 +1,124 @@
+"""Plots of a sweep (matplotlib, Agg, PNG): recall vs QPS with a Pareto frontier per family, and build
+time / index size vs recall. Recall is on a logit axis (0.9, 0.99, 0.999 equally spaced), as in
+ann-benchmarks; a recall of exactly 1 is drawn at 1 - 1/(2 nq k), the resolution of the measurement.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from workbench.bench.pareto import frontier  # noqa: E402
+
+
+def sweep_title(df: pd.DataFrame, what: str) -> str:
+    r = df.iloc[0]
+    return (f"{what} — {r['dataset']} ({r['n_base']:,} x {r['dim']}, {r['metric']}, {r['n_queries']:,} queries)\n"
+            f"recall@{r['k']}, QPS one query at a time on {r['threads']} thread(s)")
+
+
+def plot_recall(df: pd.DataFrame) -> np.ndarray:
+    """Recall clipped into the open interval the logit axis can draw."""
+    top = 1 - 0.5 / float(df["n_queries"].iloc[0] * df["k"].iloc[0])
+    return np.clip(df["recall"].to_numpy(float), 1e-3, top)
+
+
+def _colors(families: list[str]) -> dict[str, tuple]:
+    cmap = plt.get_cmap("tab10" if len(families) <= 10 else "tab20")
+    return {f: cmap(i % cmap.N) for i, f in enumerate(families)}
+
+
+RECALL_TICKS = (0.1, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 0.9999)
+
+
+def _recall_axis(ax: plt.Axes) -> None:
+    ax.set_xscale("logit")
+    lo, hi = ax.get_xlim()
+    ax.xaxis.set_major_locator(FixedLocator([t for t in RECALL_TICKS if lo <= t <= hi] or [0.5]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("recall (logit scale; 1.0 drawn at 1 - 1/(2 nq k))")
+    ax.grid(True, which="both", alpha=0.3)
+
+
+def plot_recall_qps(df: pd.DataFrame, path: str | Path, y: str = "qps", title: str | None = None,
+                    highlight: pd.Series | None = None) -> Path:
+    """Every point faint, each family's Pareto frontier as a line; ``highlight`` circles one point."""
+    fig, ax = draw_recall_qps(df, y=y, title=title, highlight=highlight)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def draw_recall_qps(df: pd.DataFrame, y: str = "qps", title: str | None = None,
+                    highlight: pd.Series | None = None, ax: plt.Axes | None = None) -> tuple[plt.Figure, plt.Axes]:
+    """The recall/QPS figure on ``ax`` (a new figure when None)."""
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(9, 5.5))
+    else:
+        fig = ax.figure
+    df = df.assign(_x=plot_recall(df))
+    families = sorted(df["family"].unique())
+    colors = _colors(families)
+    for fam in families:
+        g = df[df["family"] == fam]
+        ax.scatter(g["_x"], g[y], color=colors[fam], alpha=0.3, s=18)
+        f = frontier(g, x="recall", y=y)
+        f = f.assign(_x=plot_recall(f)).sort_values("_x")
+        ax.plot(f["_x"], f[y], "o-", color=colors[fam], label=fam, lw=1.8, ms=5)
+    if highlight is not None:
+        hx = plot_recall(pd.DataFrame([highlight]))[0]
+        ax.scatter([hx], [highlight[y]], s=220, facecolors="none", edgecolors="black", lw=2, zorder=5,
+                   label=f"selected: {highlight['point']}")
+    _recall_axis(ax)
+    ax.set_yscale("log")
+    ax.set_ylabel("queries per second (log scale)" if y == "qps" else f"{y} (log scale)")
+    ax.annotate("up and to the right is better", xy=(0.98, 0.97), xycoords="axes fraction", ha="right",
+                va="top", fontsize=9, style="italic", color="0.35")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="family (Pareto frontier)",
+              title_fontsize=8, frameon=False)
+    ax.set_title(title or sweep_title(df, "Recall vs QPS"), fontsize=10)
+    return fig, ax
+
+
+def plot_build_size(df: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
+    """Build time and bytes per vector against recall, one line per build configuration."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    df = df.assign(_x=plot_recall(df))
+    families = sorted(df["family"].unique())
+    colors = _colors(families)
+    seen: set[str] = set()
+    for (fam, index), g in df.groupby(["family", "index"], sort=True):
+        g = g.sort_values("_x")
+        label = fam if fam not in seen else None
+        seen.add(fam)
+        for ax, col in zip(axes, ("build_s", "bytes_per_vector")):
+            ax.plot(g["_x"], g[col], "o-", color=colors[fam], ms=4, lw=1, alpha=0.8, label=label)
+    for ax, ylabel in zip(axes, ("build time, s (log scale)", "index bytes per vector (log scale)")):
+        _recall_axis(ax)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_ylabel(ylabel)
+        ax.annotate("down and to the right is better", xy=(0.98, 0.03), xycoords="axes fraction", ha="right",
+                    fontsize=9, style="italic", color="0.35")
+    raw = df.iloc[0]
+    axes[1].axhline(4 * raw["dim"], color="0.5", ls="--", lw=1)
+    axes[1].annotate(f"raw float32 ({4 * raw['dim']} B)", xy=(0.02, 4 * raw["dim"]), xycoords=("axes fraction", "data"),
+                     va="bottom", fontsize=8, color="0.4")
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="family", frameon=False)
+    fig.suptitle(title or sweep_title(df, "Build time and index size vs recall"), fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -1,0 +1,52 @@
+"""Named sweeps: the default sweep over every family, and the issue's reference configurations with
+the figures measured on this machine class (46K MiniLM sentence vectors, 384-d, cosine, recall@10,
+one query at a time on one thread)."""
+
+from __future__ import annotations
+
+import math
+
+from workbench.index.spec import IndexSpec, parse_spec
+
+# point -> (recall@10, QPS) quoted in issue 3; "tops out near" for IVF-PQ without refine
+REFERENCE_FIGURES = {
+    "hnswlib:M=16,ef_construction=200?ef=32": (0.978, 14_000),
+    "faiss:HNSW32,Flat?efSearch=32": (0.983, 10_700),
+    "faiss:IVF256,Flat?nprobe=16": (0.955, 4_400),
+    "faiss:IVF256,PQ48?nprobe=256": (0.69, None),
+}
+REFERENCE_SPECS = (
+    "hnswlib:M=16,ef_construction=200?ef=32",
+    "faiss:HNSW32,Flat?efSearch=32",
+    "faiss:IVF256,Flat?nprobe=16",
+    "faiss:IVF256,PQ48?nprobe=16,64,256",   # nprobe=256 scans every list: the PQ ceiling
+)
+
+
+def default_specs(n: int, dim: int) -> list[IndexSpec]:
+    """One sweep per family, sized for ``n`` vectors of dimension ``dim``.
+
+    On 50K x 384 it runs in about 5 minutes on 2 cores (``workbench ann`` with no ``--index``): IVF uses
+    256 lists (about 4 sqrt(n) for smaller sets), PQ codes of 8 dimensions a sub-vector with 256
+    centroids (16 below 10K vectors, where 256 cannot be trained), OPQ is left out (its training alone
+    takes minutes at this size)."""
+    nlist = 256 if n >= 20_000 else max(8, 2 ** round(math.log2(4 * math.sqrt(n))))
+    m = next(m for m in (dim // 8, dim // 4, dim // 2, dim) if m and dim % m == 0)
+    pq = f"PQ{m}" if n >= 10_000 else f"PQ{m}x4"
+    probes = ",".join(str(p) for p in (1, 2, 4, 8, 16, 32, 64, 128) if p <= nlist)
+    texts = [
+        "faiss:Flat",
+        "faiss:SQfp16",
+        "hnswlib:M=16,ef_construction=200?ef=10,16,32,64,128,256",
+        "faiss:HNSW32,Flat?efSearch=16,32,64,128,256",
+        "faiss:HNSW32,SQ8?efSearch=16,32,64,128,256",
+        f"faiss:IVF{nlist},Flat?nprobe={probes}",
+        f"faiss:IVF{nlist},SQ8?nprobe={probes}",
+        f"faiss:IVF{nlist},{pq}?nprobe={probes}",
+        f"faiss:IVF{nlist},{pq},RFlat?nprobe={probes}&k_factor=4",
+    ]
+    return [parse_spec(t) for t in texts]
+
+
+def reference_specs() -> list[IndexSpec]:
+    return [parse_spec(t) for t in REFERENCE_SPECS]
