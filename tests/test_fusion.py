@@ -74,7 +74,7 @@ def test_depth_and_empty_rows() -> None:
     empty = run_of("e", [[]])
     fused = fuse([A, empty], "rrf", depth=2)
     assert fused.depth == 2 and [d for d, _ in ranking(fused)] == ["d0", "d1"]
-    none = fuse([empty, empty.renamed("f")], "rrf")
+    none = fuse([empty, run_of("f", [[]])], "rrf")
     assert none.lengths().tolist() == [0]
 
 

@@ -48,10 +48,6 @@ def sink(monkeypatch: pytest.MonkeyPatch) -> list:
     logged: list = []
     monkeypatch.setattr(experiment, "tracking_sink", lambda parent, children: logged.append((parent, children)))
     monkeypatch.setattr("workbench.embed.embed_dataset", fake_embed_dataset)
-    # run_hybrid binds its default sink at definition time: route it through the patched name.
-    monkeypatch.setattr(experiment.run_hybrid, "__defaults__",
-                        tuple(experiment.tracking_sink if callable(d) and getattr(d, "__name__", "") == "tracking_sink"
-                              else d for d in experiment.run_hybrid.__defaults__))
     return logged
 
 
@@ -99,3 +95,21 @@ def test_hybrid_bench_small(collection: Path, tmp_path: Path, capsys) -> None:
     assert {r["method"] for r in payload["fusion"]["methods"]} == {"rrf", "convex_minmax", "convex_zscore",
                                                                   "combsum", "combmnz"}
     assert "ranx" in capsys.readouterr().out
+
+
+def test_weight_slider_callback_and_figures(collection: Path, tmp_path: Path, sink: list) -> None:
+    """The notebook's widget callback is a plain function: call it directly."""
+    from workbench.hybrid.plots import plot_per_query_differences, plot_weight_curves, weight_view, wins_losses
+
+    res = {"mini": experiment.run_hybrid(collection, folds=2, sink=None)}
+    view = weight_view(res, 0.33, norm="minmax")
+    curve = res["mini"].weight_curve
+    expected = curve[(curve["norm"] == "minmax") & (curve["weight"] == 0.3)]["ndcg@10"].item()
+    assert view.loc["mini", "weight"] == 0.3 and view.loc["mini", "convex ndcg@10"] == expected
+    assert view.loc["mini", "vs best single"] == pytest.approx(
+        expected - max(res["mini"].metrics["bm25"]["ndcg@10"], res["mini"].metrics["dense"]["ndcg@10"]))
+    table = wins_losses(res)
+    assert (table[["wins", "ties", "losses"]].sum(axis=1) == 6).all()
+    plot_weight_curves(res, tmp_path / "w.png", mark=0.3)
+    plot_per_query_differences(res, path=tmp_path / "d.png")
+    assert (tmp_path / "w.png").stat().st_size > 0 and (tmp_path / "d.png").stat().st_size > 0

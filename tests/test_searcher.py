@@ -98,11 +98,16 @@ def test_both_fail_raises_a_clear_error() -> None:
 
 def test_cache_hits_skip_retrievers_and_degraded_results_are_not_cached() -> None:
     lex, dense = Fixed(LEX), Fixed(DENSE)
-    with searcher(lex, dense, cache=ResultCache(maxsize=8)) as s:
+    with searcher(lex, dense, cache_size=8) as s:
         first, again = s.search("wing  flutter"), s.search(" wing flutter ")
     assert again.cached and not first.cached and again.doc_ids == first.doc_ids and lex.calls == 1
+    assert s.monitor.summary()["cache_hit_rate"] == 0.5
+    uncached = Fixed(LEX)
+    with searcher(uncached, Fixed(DENSE), cache_size=0) as s:
+        s.search("q"), s.search("q")
+    assert uncached.calls == 2
     dense_ok = Fixed(DENSE)
-    with searcher(Failing(), dense_ok, cache=ResultCache()) as s:
+    with searcher(Failing(), dense_ok) as s:
         s.search("q"), s.search("q")
     assert dense_ok.calls == 2
 
@@ -146,3 +151,58 @@ def test_monitor_summary() -> None:
     assert s["degraded_rate"] == 0.25 and s["cache_hit_rate"] == 0.25
     assert s["latency_p50_ms"] == pytest.approx(35.0)
     assert QualityMonitor().summary()["latency_p95_ms"] is None
+
+
+# --- the dense retriever behind the searcher ------------------------------------------------------------
+
+def unit(rng: np.random.Generator, n: int, d: int = 16) -> np.ndarray:
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_dense_exact_matches_brute_force() -> None:
+    from workbench.hybrid.dense import DenseRetriever
+
+    rng = np.random.default_rng(0)
+    docs, queries = unit(rng, 200), unit(rng, 7)
+    run = DenseRetriever(docs, [f"d{i}" for i in range(200)]).retrieve_vectors(queries, k=10)
+    sims = queries @ docs.T
+    np.testing.assert_array_equal(run.doc_ids, np.argsort(-sims, axis=1, kind="stable")[:, :10])
+    np.testing.assert_allclose(run.scores, -np.sort(-sims, axis=1)[:, :10], rtol=1e-6)
+    assert run.min_score == -1.0
+
+
+@pytest.mark.parametrize("make", ["faiss-flat", "hnswlib"])
+def test_dense_through_a_vector_index(make: str) -> None:
+    from workbench.hybrid.dense import DenseRetriever
+
+    rng = np.random.default_rng(1)
+    docs, queries = unit(rng, 300), unit(rng, 5)
+    if make == "faiss-flat":
+        from workbench.index.faiss import FaissIndex
+        index = FaissIndex("Flat", metric="cosine")
+    else:
+        from workbench.index.hnswlib import HnswlibIndex
+        index = HnswlibIndex(M=16, ef_construction=200, metric="cosine")
+    index.build(docs)
+    if make == "hnswlib":
+        index.set_query_params(ef=300)  # ef >= corpus: exhaustive, so it must equal exact search
+    ids = [f"d{i}" for i in range(300)]
+    exact = DenseRetriever(docs, ids).retrieve_vectors(queries, k=10)
+    via = DenseRetriever(docs, ids, index=index).retrieve_vectors(queries, k=10)
+    np.testing.assert_array_equal(via.doc_ids, exact.doc_ids)
+    np.testing.assert_allclose(via.scores, exact.scores, atol=1e-5)
+
+
+def test_dense_bad_input() -> None:
+    from workbench.errors import DimensionError
+    from workbench.hybrid.dense import DenseError, DenseRetriever
+
+    rng = np.random.default_rng(2)
+    with pytest.raises(DenseError, match="5 document vectors for 4 document ids"):
+        DenseRetriever(unit(rng, 5), ["a", "b", "c", "d"])
+    r = DenseRetriever(unit(rng, 4), DOCS)
+    with pytest.raises(DimensionError, match="dimension 8, expected 16"):
+        r.retrieve_vectors(unit(rng, 2, d=8))
+    with pytest.raises(DenseError, match="no encoder"):
+        r.retrieve(["text"])

@@ -68,7 +68,8 @@ def test_log_run_records_params_metrics_tags_dataset_and_artifacts(store, tmp_pa
     (plots / "pareto.png").write_bytes(b"png")
     run_id = log_run("index-benchmarks", "faiss:HNSW32,Flat efSearch=32",
                      params={"M": 32, "efSearch": 32, "spec": ["a", "b"]},
-                     metrics={"recall": 0.95, "qps": np.float32(1234.5), "nan_metric": float("nan")},
+                     metrics={"recall": 0.95, "qps": np.float32(1234.5), "nan_metric": float("nan"),
+                              "not_measured": None},
                      tags={"family": "faiss:HNSW"}, artifacts=[results, plots], dataset=DATASET,
                      command="workbench ann")
     run = _client().get_run(run_id)
@@ -218,9 +219,12 @@ def test_unreachable_server_sweep_is_queued_and_sync_restores_nesting(tmp_path, 
     assert len(messages) == 1 and "3 child runs" in messages[0]  # one warning for the sweep, not one per run
     assert len(pending()) == 4
 
+    damaged = pending()[0].with_name("20000101T000000-000-damaged.json")
+    damaged.write_text("{not json")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", good)
     report = sync_outbox()
-    assert len(report.logged) == 4 and not report.failed and not pending()
+    assert len(report.logged) == 4 and list(report.failed) == [str(damaged)]
+    assert pending() == [damaged]  # kept for a look; everything else was logged
     df = runs_frame("index-benchmarks")
     parent = df[df["run_name"] == "sweep"].iloc[0]
     assert parent["status"] == "FINISHED"

@@ -104,19 +104,22 @@ def test_aliases_move_between_versions(store, tmp_path):
         set_alias("toy-retriever", "v2", 1)
 
 
-def test_vector_index_bundle_registers_and_searches(store, tmp_path):
-    faiss_index = pytest.importorskip("workbench.index.faiss")
+@pytest.mark.parametrize("module, make, query_params", [
+    ("workbench.index.faiss", lambda m: m.FaissIndex("HNSW16,Flat", metric="cosine"), {"efSearch": 128}),
+    ("workbench.index.hnswlib", lambda m: m.HnswlibIndex(M=16, metric="cosine"), {"ef": 128}),
+], ids=["faiss", "hnswlib"])
+def test_vector_index_bundle_registers_and_searches(store, tmp_path, module, make, query_params):
+    index = make(pytest.importorskip(module))
     base = unit_vectors(N, DIM)
-    index = faiss_index.FaissIndex("HNSW16,Flat", metric="cosine")
     index.build(base)
     bundle = write_retrieval_bundle(tmp_path, index, [f"doc{i}" for i in range(N)], metric="cosine",
-                                    embedding_model=None, query_params={"efSearch": 128})
-    run_id = log_run("index-benchmarks", "faiss:HNSW16,Flat", artifacts=[bundle])
-    assert load_bundle(bundle).config["index_class"] == "workbench.index.faiss:FaissIndex"
+                                    embedding_model=None, query_params=query_params)
+    run_id = log_run("index-benchmarks", index.label, artifacts=[bundle])
+    assert load_bundle(bundle).config["index_class"] == f"{module}:{type(index).__name__}"
     version = register_retrieval_model(run_id, "hnsw-retriever", alias="champion")
     queries = unit_vectors(5, DIM, seed=2)
     out = _search_in_fresh_process(version.model_uri, queries, 3, tmp_path)
-    assert out["ids"] == _brute_force(base, queries, 3)  # efSearch=128 over 300 points is exact here
+    assert out["ids"] == _brute_force(base, queries, 3)  # ef=128 over 300 points is exact here
 
 
 def test_registering_an_unknown_run_is_a_clear_error(store, capsys):

@@ -61,7 +61,6 @@ DEFAULT_OVERFETCH = (1, 2, 10)
 TIE_EPS = 1e-3  # ann-benchmarks' slack on the k-th true distance
 
 
-
 class PredicateError(WorkbenchError, ValueError):
     """A predicate outside the grammar, on an unknown column, or with a value of the wrong type."""
 
@@ -523,7 +522,8 @@ def filtered_sweep(base: np.ndarray, queries: np.ndarray, metric: str, metadata:
     ``"exact"``) gives the ground truth and one row of its own. Queries run one at a time on ``threads``
     threads (BLAS and OpenMP pools limited too, for the exact subset), timed as the ANN harness does:
     ``warmup`` untimed queries, then the best of ``runs`` passes (QPS = queries / wall time of that pass,
-    p50/p95 over its queries). ``select_ms`` is the time DuckDB took to evaluate the predicate (once per
+    p50/p95 over its queries). ``frac_short`` is the share of queries with fewer than
+    ``min(k, n_allowed)`` results; ``select_ms`` the time DuckDB took to evaluate the predicate (once per
     selectivity). Each row goes to ``sink.point`` as it is measured (``workbench.bench.sinks``).
     """
     from threadpoolctl import threadpool_limits
@@ -624,7 +624,8 @@ def collapse_points(frame: pd.DataFrame, min_recall: float = 0.9) -> dict[str, f
 def recommend(frame: pd.DataFrame, min_recall: float = 0.9) -> pd.DataFrame:
     """Per selectivity, the fastest curve (lowest median latency) whose recall is at least ``min_recall``.
 
-    The median, not the mean QPS, ranks them: on a shared machine a few stalled calls move the mean.
+    The median ranks them, not QPS (queries / wall time of a pass): on a shared machine a few stalled
+    calls move a pass's wall time.
     """
     curves = frame.assign(curve=frame.apply(curve_label, axis=1))
     good = curves[curves["recall"] >= min_recall]

@@ -20,7 +20,7 @@ def bare_search(index: VectorIndex, k: int, query_params: dict[str, Any], thread
     raw = index.raw
     if index.library == "hnswlib":
         raw.set_ef(int(query_params.get("ef", 10)))
-        return lambda row: raw.knn_query(row, k=k, num_threads=threads)
+        return lambda row: raw.knn_query(row, k, threads)
     import faiss
 
     faiss.omp_set_num_threads(threads)

@@ -40,7 +40,7 @@ def best_at_recall(df: pd.DataFrame, targets: Sequence[float] = RECALL_TARGETS, 
                    by: str = "family", recall: str = "recall") -> pd.DataFrame:
     """For each group and target: the point with the highest ``y`` among those with recall >= target.
 
-    Columns: ``by``, ``target``, ``point`` (None when no point reaches the target), ``recall``, ``y``."""
+    Columns: ``by``, ``target``, ``point`` (missing when no point reaches the target), ``recall``, ``y``."""
     rows = []
     for name, g in df.groupby(by, sort=True):
         for t in targets:

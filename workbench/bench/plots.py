@@ -82,8 +82,8 @@ def draw_recall_qps(df: pd.DataFrame, y: str = "qps", title: str | None = None,
     _recall_axis(ax)
     ax.set_yscale("log")
     ax.set_ylabel("queries per second (log scale)" if y == "qps" else f"{y} (log scale)")
-    ax.annotate("up and to the right is better", xy=(0.98, 0.97), xycoords="axes fraction", ha="right",
-                va="top", fontsize=9, style="italic", color="0.35")
+    ax.annotate("up and to the right is better", xy=(0.02, 0.03), xycoords="axes fraction", ha="left",
+                va="bottom", fontsize=9, style="italic", color="0.35")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="family (Pareto frontier)",
               title_fontsize=8, frameon=False)
     ax.set_title(title or sweep_title(df, "Recall vs QPS"), fontsize=10)
@@ -116,6 +116,39 @@ def plot_build_size(df: pd.DataFrame, path: str | Path, title: str | None = None
                      va="bottom", fontsize=8, color="0.4")
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="family", frameon=False)
     fig.suptitle(title or sweep_title(df, "Build time and index size vs recall"), fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_parameter_effect(df: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
+    """For each build configuration with a swept query parameter: recall and QPS against that parameter."""
+    import json
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    indexes = sorted(df["index"].unique())
+    colors = _colors(indexes)
+    for index in indexes:
+        g = df[df["index"] == index]
+        params = [json.loads(p) for p in g["query_params"]]
+        name = next((n for n in params[0] if len({p[n] for p in params}) > 1), None)
+        if name is None:
+            continue
+        g = g.assign(_p=[p[name] for p in params]).sort_values("_p")
+        for ax, col in zip(axes, ("recall", "qps")):
+            ax.plot(g["_p"], g[col], "o-", color=colors[index], ms=4, label=f"{index} ({name})")
+    for ax, col in zip(axes, ("recall@k", "QPS, one query at a time (log scale)")):
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.set_xlabel("query parameter (efSearch / ef / nprobe), log2 scale")
+        ax.set_ylabel(col)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[1].set_yscale("log")
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.suptitle(title or sweep_title(df, "What the query parameter buys"), fontsize=10)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,13 +27,13 @@ def default_specs(n: int, dim: int) -> list[IndexSpec]:
     """One sweep per family, sized for ``n`` vectors of dimension ``dim``.
 
     On 50K x 384 it runs in about 5 minutes on 2 cores (``workbench ann`` with no ``--index``): IVF uses
-    256 lists (about 4 sqrt(n) for smaller sets), PQ codes of 8 dimensions a sub-vector with 256
+    256 lists (about sqrt(n) for smaller sets), PQ codes of 8 dimensions a sub-vector with 256
     centroids (16 below 10K vectors, where 256 cannot be trained), OPQ is left out (its training alone
     takes minutes at this size)."""
-    nlist = 256 if n >= 20_000 else max(8, 2 ** round(math.log2(4 * math.sqrt(n))))
+    nlist = 256 if n >= 20_000 else max(8, 2 ** round(math.log2(math.sqrt(n))))
     m = next(m for m in (dim // 8, dim // 4, dim // 2, dim) if m and dim % m == 0)
     pq = f"PQ{m}" if n >= 10_000 else f"PQ{m}x4"
-    probes = ",".join(str(p) for p in (1, 2, 4, 8, 16, 32, 64, 128) if p <= nlist)
+    probes = ",".join(str(p) for p in (1, 2, 4, 8, 16, 32, 64) if p <= nlist)
     texts = [
         "faiss:Flat",
         "faiss:SQfp16",
@@ -50,3 +50,29 @@ def default_specs(n: int, dim: int) -> list[IndexSpec]:
 
 def reference_specs() -> list[IndexSpec]:
     return [parse_spec(t) for t in REFERENCE_SPECS]
+
+
+def family_tour_specs(n: int, dim: int) -> list[IndexSpec]:
+    """One build per family with two or three query points (notebook 02). OPQ joins from 10K vectors
+    (its sub-quantizers have 256 centroids each), its rotation trained on a 10K sample: full OPQ
+    training takes minutes on 2 cores."""
+    nlist = 256 if n >= 20_000 else max(8, 2 ** round(math.log2(math.sqrt(n))))
+    m = next(m for m in (dim // 8, dim // 4, dim // 2, dim) if m and dim % m == 0)
+    pq = f"PQ{m}" if n >= 10_000 else f"PQ{m}x4"
+    texts = [
+        "faiss:Flat",
+        "faiss:SQfp16",
+        "hnswlib:M=16,ef_construction=200?ef=16,64",
+        "faiss:HNSW32,Flat?efSearch=16,64",
+        "faiss:HNSW32,SQ8?efSearch=16,64",
+        f"faiss:IVF{nlist},Flat?nprobe=4,16",
+        f"faiss:IVF{nlist},SQ8?nprobe=4,16",
+        f"faiss:IVF{nlist},{pq}?nprobe=4,16",
+        f"faiss:IVF{nlist},{pq},RFlat?nprobe=4,16&k_factor=4",
+    ]
+    specs = [parse_spec(t) for t in texts]
+    if n < 10_000:
+        return specs
+    opq = parse_spec(f"faiss:OPQ{m},IVF{nlist},{pq}?nprobe=4,16")
+    specs.append(IndexSpec("faiss", {**opq.build, "train_size": min(n, 10_000)}, opq.sweep))
+    return specs

@@ -134,7 +134,8 @@ def _bench(args: argparse.Namespace) -> int:
              f"metrics in {result['seconds']:.2f} s ({result['runs_per_second']:.0f} runs/s) on a "
              f"{result['store']} store; {result['runs_in_store']} runs in the store, {result['runs_queued']} queued",
              f"  (store schema creation, once per store: {result['setup_seconds']:.2f} s; "
-             f"{result['cpu']}, {result['cores']} cores)", f"  written to {out}"]
+             f"{result['cpu']}, {result['cores']} cores, load average {result['load_average_1min']})",
+             f"  written to {out}"]
     emit({**result, "out": str(out)}, args.json, lines)
     return 0
 

@@ -1,6 +1,6 @@
 """Benchmarks of the point-in-time join: DuckDB against pandas ``merge_asof`` and a brute-force range join.
 
-Every method runs in a fresh child process (``spawn``) that first loads its inputs, then times the join while a
+Every method runs in a fresh Python process that first loads its inputs, then times the join while a
 thread samples the process's resident memory every 5 ms; "peak memory" is the peak RSS during the join minus the
 RSS just before it. Results are compared through digests of the joined values, so a fast wrong answer shows.
 
@@ -14,9 +14,11 @@ RSS just before it. Results are compared through digests of the joined values, s
 from __future__ import annotations
 
 import hashlib
-import multiprocessing as mp
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -30,6 +32,7 @@ from workbench.features.synth import bench_entities, write_bench_view
 
 DRIVER = ["driver:conv_rate", "driver:trips"]
 CUSTOMER = ["customer:spend", "customer:visits"]
+RESULT = "workbench-bench-result: "
 
 
 class Sampler:
@@ -168,36 +171,41 @@ METHODS = {
 }
 
 
-def _child(method: str, spec: dict, queue) -> None:
-    try:
-        run, check = METHODS[method](spec)
-        import gc
+def _child(method: str, spec: dict) -> dict:
+    run, check = METHODS[method](spec)
+    import gc
 
-        gc.collect()
-        with Sampler(rss) as mem:
-            t0 = time.perf_counter()
-            out = run()
-            seconds = time.perf_counter() - t0
-        queue.put({"method": method, "seconds": seconds, "peak_mem_mb": (mem.peak - mem.start) / 2**20,
-                   "rss_before_mb": mem.start / 2**20, "rows": len(out),
-                   "digest": digest(out, ["conv_rate", "trips"]), "check_digest": check})
-    except BaseException as exc:  # report, do not hang the parent
-        queue.put({"method": method, "error": f"{type(exc).__name__}: {exc}"})
+    gc.collect()
+    with Sampler(rss) as mem:
+        t0 = time.perf_counter()
+        out = run()
+        seconds = time.perf_counter() - t0
+    return {"method": method, "seconds": seconds, "peak_mem_mb": (mem.peak - mem.start) / 2**20,
+            "rss_before_mb": mem.start / 2**20, "rows": len(out), "digest": digest(out, ["conv_rate", "trips"]),
+            "check_digest": check}
 
 
 def run_method(method: str, spec: dict, timeout: float = 3600) -> dict:
-    """One method in a fresh process; returns its timing, memory and digest."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(method, spec, queue))
-    proc.start()
-    try:
-        result = queue.get(timeout=timeout)
-    finally:
-        proc.join(timeout=60)
-        if proc.is_alive():
-            proc.kill()
-    return result
+    """One method in a fresh Python process; returns its timing, memory and digest (or the error)."""
+    proc = subprocess.run([sys.executable, "-m", "workbench.features.bench", method, json.dumps(spec)],
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"method": method, "error": tail}
+    line = [x for x in proc.stdout.splitlines() if x.startswith(RESULT)][-1]
+    return json.loads(line[len(RESULT):])
+
+
+def mark_agreement(results: list[dict]) -> None:
+    """``agrees_with_duckdb``: merge_asof against DuckDB's single-view join, the range join against DuckDB's
+    join of the same sample (computed in its process)."""
+    byname = {r["method"]: r for r in results}
+    duck = byname.get("duckdb_1view", {}).get("digest")
+    for r in results:
+        if r["method"] == "merge_asof_1view" and duck:
+            r["agrees_with_duckdb"] = r.get("digest") == duck
+        elif r["method"] in ("range_join_sample", "duckdb_1view_ties_path"):
+            r["agrees_with_duckdb"] = r.get("digest") == (r.get("check_digest") or duck)
 
 
 def join_benchmark(n_entities: int = 1_000_000, n_features: int = 10_000_000, updates_per_key: int = 100,
@@ -214,13 +222,7 @@ def join_benchmark(n_entities: int = 1_000_000, n_features: int = 10_000_000, up
         for m in methods:
             progress(f"running {m} ...")
             results.append(run_method(m, spec))
-        byname = {r["method"]: r for r in results}
-        if "duckdb_1view" in byname and "merge_asof_1view" in byname:
-            byname["merge_asof_1view"]["agrees_with_duckdb"] = (byname["merge_asof_1view"].get("digest")
-                                                                == byname["duckdb_1view"].get("digest"))
-        if "range_join_sample" in byname:
-            r = byname["range_join_sample"]
-            r["agrees_with_duckdb"] = r.get("digest") == r.get("check_digest")
+        mark_agreement(results)
         return {"n_entities": n_entities, "n_features": n_features, "updates_per_key": updates_per_key,
                 "sample": sample, "threads": threads, "ingest_seconds": spec["ingest_seconds"],
                 "results": results}
@@ -240,13 +242,16 @@ def updates_sweep(n_entities: int = 200_000, n_features: int = 1_000_000,
             progress(f"updates per key {u}: preparing ...")
             spec = prepare(tmp, n_entities, n_features, u, views=1, threads=threads)
             spec.update(threads=threads, sample=sample)
+            block = []
             for m in ("duckdb_1view", "duckdb_1view_ties_path", "duckdb_1view_created_filter", "merge_asof_1view",
                       "range_join_sample"):
                 progress(f"updates per key {u}: {m} ...")
                 s = dict(spec, force_ties=True) if m == "duckdb_1view_ties_path" else spec
                 r = run_method("duckdb_1view" if m == "duckdb_1view_ties_path" else m, s)
                 r.update(method=m, updates_per_key=u)
-                rows.append(r)
+                block.append(r)
+            mark_agreement(block)
+            rows += block
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return {"n_entities": n_entities, "n_features": n_features, "sample": sample, "threads": threads,
@@ -281,3 +286,7 @@ def out_of_core(n_rows: int = 50_000_000, n_entities: int = 1_000_000, updates_p
     finally:
         if not workdir:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":  # the child side of run_method: python -m workbench.features.bench METHOD SPEC_JSON
+    print(RESULT + json.dumps(_child(sys.argv[1], json.loads(sys.argv[2]))))

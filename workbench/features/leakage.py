@@ -19,7 +19,6 @@ from scipy.stats import rankdata
 
 from workbench.features.offline import ROW
 from workbench.features.store import FeatureStore
-from workbench.features.synth import fraud_stream
 from workbench.features.view import FeatureView, parse_ref, quote
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
@@ -45,7 +44,7 @@ def naive_latest_join(fs: FeatureStore, entity_df: pd.DataFrame, refs: Sequence[
 def build_store(data: dict[str, pd.DataFrame], path: str | Path | None = None) -> FeatureStore:
     """The demo's two views: ``transactions`` (amount per event) and ``account_risk`` (chargebacks)."""
     fs = FeatureStore(path)
-    fs.apply(FeatureView("transactions", ["account_id"], ["amount"]),
+    fs.apply(FeatureView("transactions", ["account_id"], ["amount"], ttl=timedelta(days=7)),
              data["transactions"][["account_id", "amount", "event_timestamp"]])
     fs.apply(FeatureView("account_risk", ["account_id"], ["chargebacks_total"],
                          created_timestamp_column="created"), data["account_risk"])
@@ -131,5 +130,74 @@ def leakage_experiment(fs: FeatureStore, tx: pd.DataFrame, train_end: pd.Timesta
     return out
 
 
-def demo_data(n_accounts: int, days: int, seed: int) -> dict[str, pd.DataFrame]:
-    return fraud_stream(n_accounts=n_accounts, days=days, seed=seed)
+def online_check(fs: FeatureStore, refs: Sequence[str], keys: pd.DataFrame, at: pd.Timestamp) -> dict:
+    """Materialise up to ``at`` and compare the online values for ``keys`` with the offline join at ``at``."""
+    fs.materialize_incremental(at)
+    online = fs.get_online_features(refs, keys, at=at)
+    offline = fs.get_historical_features(keys.assign(event_timestamp=at), refs)
+    out: dict = {"at": str(at), "n_keys": len(keys)}
+    for ref in refs:
+        f = parse_ref(ref)[1]
+        a = pd.to_numeric(online.values[f], errors="coerce").to_numpy(float)
+        b = pd.to_numeric(offline[f], errors="coerce").to_numpy(float)
+        out[f"{f}_mismatches"] = int((~((a == b) | (np.isnan(a) & np.isnan(b)))).sum())
+        out[f"{f}_status"] = online.status[f].value_counts().to_dict()
+    return out
+
+
+def plot_scores(result: dict, path: str | Path, title: str) -> Path:
+    """Bars: AUC on the training-period holdout (offline) and on the later period (as served), per join."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    x = np.arange(2)
+    for i, (name, label) in enumerate((("naive", "naive latest-value join"), ("pit", "point-in-time join"))):
+        vals = [result[f"{name}_auc_offline"], result[f"{name}_auc_later"]]
+        bars = ax.bar(x + (i - 0.5) * 0.38, vals, 0.38, label=label, color=("tab:red", "tab:blue")[i])
+        ax.bar_label(bars, fmt="%.3f", fontsize=9)
+    ax.set_xticks(x, ["offline\n(training-period holdout, own join)", "later period\n(features as served)"])
+    ax.set_ylabel("ROC AUC")
+    ax.set_ylim(0.5, 1.04)
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_timeline(data: dict[str, pd.DataFrame], account: int, as_of: pd.Timestamp, path: str | Path,
+                  title: str) -> Path:
+    """One account: ``chargebacks_total`` as known over time, its transactions (fraud in red) and the value a
+    naive join built at ``as_of`` would attach to every one of them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tx = data["transactions"].query("account_id == @account")
+    cb = data["account_risk"].query("account_id == @account").sort_values("event_timestamp")
+    fig, ax = plt.subplots(figsize=(10, 4))
+    steps_t = pd.concat([pd.Series([tx["event_timestamp"].min()]), cb["event_timestamp"],
+                         pd.Series([tx["event_timestamp"].max()])])
+    steps_v = [0, *cb["chargebacks_total"], cb["chargebacks_total"].iloc[-1] if len(cb) else 0]
+    ax.step(steps_t, steps_v, where="post", color="tab:blue", label="chargebacks_total (point-in-time value)")
+    naive = int(cb.loc[cb["event_timestamp"] <= as_of, "chargebacks_total"].max()) if len(cb) else 0
+    ax.axhline(naive, color="tab:red", ls="--", label=f"naive join's value for every row (as of {as_of:%Y-%m-%d})")
+    ax.axvline(as_of, color="grey", ls=":", label="training set built (labels matured)")
+    legit, fraud = tx[tx["is_fraud"] == 0], tx[tx["is_fraud"] == 1]
+    ax.plot(legit["event_timestamp"], np.full(len(legit), -0.3), "|", color="grey", ms=10,
+            label="transaction (label 0)")
+    ax.plot(fraud["event_timestamp"], np.full(len(fraud), -0.3), "|", color="tab:red", ms=16, mew=2,
+            label="transaction (label 1: fraud)")
+    ax.set_ylabel("chargebacks_total")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

@@ -71,6 +71,7 @@ class OfflineStore:
         self.con = duckdb.connect(":memory:" if path is None else str(path))
         # Plain UTC arithmetic everywhere; TIMESTAMPTZ arithmetic would follow a session zone's DST.
         self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET enable_progress_bar = false")
         if memory_limit:
             self.con.execute(f"SET memory_limit = '{memory_limit}'")
         if temp_directory:

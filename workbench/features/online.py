@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from workbench.features.offline import REGISTRY, ROW, OfflineStore
+from workbench.features.offline import ROW, OfflineStore
 from workbench.features.pit import plan
 from workbench.features.timestamps import to_utc_timestamp
 from workbench.features.view import FeatureStoreError, FeatureView, quote
@@ -149,8 +149,7 @@ def online_features(store: OfflineStore, refs: Sequence[str], entity_rows: pd.Da
                 fresh = not_future
             st = np.where(fresh, PRESENT, np.where(not_future, EXPIRED, MISSING))
             for o in req.outputs:
-                col = got[o].astype(object).where(fresh, None) if len(got) else got[o]
-                values[o] = pd.Series(col.array if hasattr(col, "array") else col, index=rows.index)
+                values[o] = got[o].astype(object).where(fresh, None).to_numpy()
                 status[o] = st
     finally:
         store.con.unregister(ent)

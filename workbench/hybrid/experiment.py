@@ -91,7 +91,10 @@ def _markdown(payload: dict) -> str:
     lines = [f"# Hybrid retrieval on {payload['dataset']} ({payload['n_queries']} judged queries)", "",
              f"nDCG@10 differences against each single retriever: * = p < {ALPHA} (paired randomization test, "
              "10,000 resamples); in brackets p and per-query wins/ties/losses. Tuned methods are "
-             f"{payload['folds']}-fold cross-validated (held-out).", "",
+             f"{payload['folds']}-fold cross-validated over queries (held-out).", "",
+             "Methods: `rrf` k=60 (Cormack et al. 2009); `combsum`, `combmnz` over min-max scores (Fox & Shaw 1994); "
+             "`convex` w·BM25 + (1-w)·dense over theoretical-min-max scores, w tuned (Bruch et al. 2023); "
+             "`convex_minmax`, `convex_zscore` the same over min-max and z-scores; `rrf_cv` RRF with k tuned.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in table.iterrows():
         cells = [name] + [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
@@ -101,8 +104,12 @@ def _markdown(payload: dict) -> str:
 
 def run_hybrid(dataset: "str | Path | BeirDataset", out_dir: str | Path | None = None, folds: int = 5,
                depth: int = 100, seed: int = 0, rrf_k: float = 60.0, embedder: "Embedder | None" = None,
-               sink: Sink | None = tracking_sink, command: str = "workbench hybrid") -> HybridResults:
-    """Evaluate BM25, dense and their fusions on ``dataset`` (a name, a BEIR folder or a loaded dataset)."""
+               sink: Sink | str | None = "tracking", command: str = "workbench hybrid") -> HybridResults:
+    """Evaluate BM25, dense and their fusions on ``dataset`` (a name, a BEIR folder or a loaded dataset).
+
+    With ``out_dir`` the outputs are written there and handed to ``sink``: ``"tracking"`` (default) is
+    :func:`tracking_sink`, ``None`` logs nothing, a callable receives the ``log_run`` arguments (tests).
+    """
     from workbench.data import load_dataset
     from workbench.hybrid.dense import DenseRetriever
 
@@ -160,13 +167,15 @@ def run_hybrid(dataset: "str | Path | BeirDataset", out_dir: str | Path | None =
         "significance": significance,
         "cv_choices": {name: r.chosen for name, r in cv.items()},
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
-        "bm25": lexical.settings, "dense": {"model": getattr(embedder, "model_id", "all-MiniLM-L6-v2"),
+        "bm25": lexical.settings, "dense": {"model": dense.encoder.model_id,
                                              "search": "exact inner product"},
     }
     result = HybridResults(ds.name, runs, tables, payload, curve, cv)
     if out_dir is not None:
         write_outputs(result, Path(out_dir))
-        if sink is not None:
+        if sink == "tracking":
+            sink = tracking_sink  # looked up at call time, so tests can replace it
+        if callable(sink):
             sink(*_tracking_records(result, Path(out_dir), ds, command))
     return result
 

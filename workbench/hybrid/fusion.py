@@ -1,8 +1,9 @@
 """Rank fusion of several runs, vectorised over all queries.
 
 One small pure function per method turns each run's ``(n_queries, depth)`` score matrix into per-result
-contributions; :func:`fuse` selects the method by name, adds the contributions of the same (query,
-document) pair across runs with one ``bincount``, and keeps each query's best ``depth``.
+contributions; :func:`fuse` selects the method by name, adds up the contributions of the same (query,
+document) pair across runs (row-wise sorts over all queries at once, no per-document Python), and keeps
+each query's best ``depth``.
 
 Documents missing from a list. A run holds only its top ``depth``; a document it did not return has no
 score there. RRF, CombSUM and CombMNZ give a missing document nothing from that list (the methods'
@@ -169,7 +170,7 @@ def fuse(runs: Sequence[Run], method: str = "rrf", depth: int = 100, name: str |
         raise RunError(f"unknown fusion method {method!r}; choose one of {', '.join(METHODS)}")
     _check_compatible(runs)
     contrib = METHODS[method](runs, **params)
-    n_q, n_docs = len(runs[0].query_ids), len(runs[0].docs)
+    n_docs = len(runs[0].docs)
     # All lists of a query side by side, sorted by document: a document's entries become neighbours
     # (at most one per run), padding (position n_docs) goes last. Row-wise sorts beat one global sort.
     ids = np.concatenate([np.where(r.valid, r.doc_ids, n_docs) for r in runs], axis=1)

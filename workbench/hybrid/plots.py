@@ -100,3 +100,25 @@ def plot_per_query_differences(results: Mapping[str, "HybridResults"], method: s
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     return fig
+
+
+def plot_method_scores(table: pd.DataFrame, path: str | Path | None = None, title: str = "") -> "Figure":
+    """Grouped bars: one group per metric (columns of ``table``), one bar per method (its index)."""
+    plt = _pyplot()
+    metrics, methods = list(table.columns), list(table.index)
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(1.6 * len(metrics) + 3, 3.6))
+    for i, method in enumerate(methods):
+        xs = np.arange(len(metrics)) + (i - (len(methods) - 1) / 2) * width
+        bars = ax.bar(xs, table.loc[method].to_numpy(dtype=float), width, label=method)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=1)
+    ax.set_xticks(np.arange(len(metrics)), metrics)
+    ax.set_ylabel("score (all judged queries)")
+    ax.set_ylim(0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    ax.set_title(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig

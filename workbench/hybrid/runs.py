@@ -103,18 +103,9 @@ class Run:
             object.__setattr__(self, "_doc_index", {d: i for i, d in enumerate(self.docs)})
         return self._doc_index  # type: ignore[return-value]
 
-    def take(self, rows: np.ndarray | Sequence[int], name: str | None = None) -> "Run":
-        """The run restricted to the given query rows (in that order)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        return Run(name or self.name, [self.query_ids[i] for i in rows], self.doc_ids[rows], self.scores[rows],
-                   self.docs, self.min_score, self._doc_index)
-
     def truncate(self, depth: int) -> "Run":
         return Run(self.name, self.query_ids, self.doc_ids[:, :depth], self.scores[:, :depth], self.docs,
                    self.min_score, self._doc_index)
-
-    def renamed(self, name: str) -> "Run":
-        return Run(name, self.query_ids, self.doc_ids, self.scores, self.docs, self.min_score, self._doc_index)
 
     def to_dict(self, strict: bool = True) -> dict[str, dict[str, float]]:
         """``{query: {doc: score}}`` (pytrec_eval's and ranx's input); ``strict`` makes scores strictly

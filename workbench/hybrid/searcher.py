@@ -90,12 +90,13 @@ class HybridSearcher:
     """Search ``retrievers`` (name -> object with ``retrieve(queries, k)`` returning a :class:`Run`) in
     parallel, each fetching ``candidates`` results within its timeout, and fuse them with ``fusion``.
 
-    ``timeout_s`` is one number for all retrievers or a mapping per name. ``cache=None`` disables caching.
+    ``timeout_s`` is one number for all retrievers or a mapping per name. Results are cached per
+    (whitespace-normalised query, k) for ``cache_ttl_s`` seconds, at most ``cache_size`` of them (0: no cache).
     """
 
     def __init__(self, retrievers: Mapping[str, Retriever], fusion: str = "rrf",
                  fusion_params: Mapping[str, Any] | None = None, k: int = 10, candidates: int = 100,
-                 timeout_s: float | Mapping[str, float] = 1.0, cache: ResultCache | None = None,
+                 timeout_s: float | Mapping[str, float] = 1.0, cache_size: int = 1024, cache_ttl_s: float = 300.0,
                  monitor: QualityMonitor | None = None) -> None:
         if not retrievers:
             raise WorkbenchError("HybridSearcher needs at least one retriever")
@@ -109,7 +110,8 @@ class HybridSearcher:
         self.timeouts = {n: float(timeouts[n]) for n in self.retrievers}
         self.fusion, self.fusion_params = fusion, dict(fusion_params or {})
         self.k, self.candidates = k, candidates
-        self.cache, self.monitor = cache, monitor or QualityMonitor()
+        self.cache = ResultCache(cache_size, cache_ttl_s) if cache_size else None
+        self.monitor = monitor or QualityMonitor()
         # Spare workers so that a retriever stuck past its timeout does not block the next searches.
         self._pool = ThreadPoolExecutor(max_workers=4 * len(self.retrievers), thread_name_prefix="retriever")
 
@@ -126,12 +128,12 @@ class HybridSearcher:
         """Top ``k`` fused results of ``query`` (see the module docstring for failures)."""
         if not isinstance(query, str):
             raise QueryError(f"query must be a string, got {type(query).__name__}")
-        text = " ".join(query.split())
+        text = query.strip()
         if not text:
             raise QueryError("empty query: nothing to search for")
         k = k or self.k
         start = time.perf_counter()
-        key = (text, k)
+        key = (" ".join(text.split()), k)  # queries differing only in whitespace share a cache entry
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is not None:
             latency = time.perf_counter() - start

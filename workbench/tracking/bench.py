@@ -74,4 +74,6 @@ def logging_benchmark(configs: int = 100, n_params: int = 10, n_metrics: int = 1
             "seconds": round(seconds, 3), "runs_per_second": round(configs / seconds, 1),
             "setup_seconds": round(setup, 3), "runs_in_store": stored,
             "runs_queued": sum(i is None for i in ids), "store": "fresh temporary SQLite" if tmp else uri,
-            "cpu": cpu_model(), "cores": os.cpu_count()}
+            "cpu": cpu_model(), "cores": os.cpu_count(),
+            # the machine may be shared: its load during the measurement says how much the figure is worth
+            "load_average_1min": round(os.getloadavg()[0], 2)}

@@ -132,7 +132,12 @@ def sync() -> SyncReport:
     if reason:
         raise WorkbenchError(f"cannot sync {len(paths)} outbox runs to {tracking_uri()}: {reason}")
     mlflow_client = client()
-    records = [(p, RunRecord.from_json(p)) for p in paths]
+    records = []
+    for path in paths:
+        try:
+            records.append((path, RunRecord.from_json(path)))
+        except WorkbenchError as exc:  # a damaged file stays for a look; the others are logged
+            report.failed[str(path)] = str(exc)
     # Parents first so children can be linked to their new run ids.
     records.sort(key=lambda pr: (not pr[1].is_parent, pr[0].name))
     new_ids: dict[str, str] = {}

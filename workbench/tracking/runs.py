@@ -2,8 +2,9 @@
 
 The ``MlflowClient`` API is used rather than mlflow's fluent active-run stack: a run is written in three
 calls (create with all tags, one batch of params+metrics, terminate), which keeps logging fast on SQLite
-(``workbench tracking-bench`` measures it), and no global active-run state leaks between sweeps. If the store is unreachable or
-stays locked after retries, the run goes to the local outbox (``workbench runs sync`` logs it later).
+(``workbench tracking-bench`` measures it), and no global active-run state leaks between sweeps. If the
+store is unreachable or stays locked after retries, the run goes to the local outbox (``workbench runs
+sync`` logs it later).
 """
 
 from __future__ import annotations
@@ -58,9 +59,10 @@ def log_run(experiment: str, run_name: str, params: Mapping[str, Any] | None = N
             parent_run_id: str | None = None, command: str | None = None) -> str | None:
     """Log one finished run; returns its run id, or None if it was queued in the outbox.
 
-    ``params`` are stringified, ``metrics`` must be numbers (NaN allowed); names MLflow refuses are mapped
-    (``ndcg@10`` -> ``ndcg_at_10``, see :func:`key_name`). ``tags`` add to the context tags
-    (git commit and dirty flag, library versions, CPU, cores, threads, ``command``). ``artifacts`` are
+    ``params`` are stringified, ``metrics`` must be numbers (NaN allowed); ``None`` values are left out
+    (not measured); names MLflow refuses are mapped (``ndcg@10`` -> ``ndcg_at_10``, see :func:`key_name`).
+    ``tags`` add to the context tags (git commit and dirty flag, library versions, CPU, cores, threads,
+    ``command``). ``artifacts`` are
     files or folders already written locally; a folder is logged under its own name. ``dataset``
     (``name``, ``digest``, ``source``, optional ``context``) becomes an ``mlflow.log_input``. The run is
     nested under ``parent_run_id``, else under the enclosing :func:`parent_run` of this thread.
@@ -211,6 +213,8 @@ def _record(experiment: str, run_name: str, params: Mapping[str, Any] | None,
         raise TrackingError(f"experiment name must be a non-empty string, got {experiment!r}")
     clean_metrics: dict[str, float] = {}
     for key, value in (metrics or {}).items():
+        if value is None:  # not measured
+            continue
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -218,7 +222,7 @@ def _record(experiment: str, run_name: str, params: Mapping[str, Any] | None,
         if math.isinf(number):
             raise TrackingError(f"metric {key!r} of run {run_name!r} is infinite")
         clean_metrics[key_name(key)] = number
-    clean_params = {key_name(k): _param_value(v) for k, v in (params or {}).items()}
+    clean_params = {key_name(k): _param_value(v) for k, v in (params or {}).items() if v is not None}
     for key, value in clean_params.items():
         if len(value) > 6000:
             raise TrackingError(f"param {key!r} of run {run_name!r} is {len(value)} characters; mlflow keeps "

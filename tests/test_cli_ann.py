@@ -1,0 +1,65 @@
+"""`workbench ann` and `workbench ann-overhead` through workbench.cli.main."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from workbench.cli import main
+from workbench.data.vectors import save_npz, synthetic_clusters
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory):
+    vs = synthetic_clusters(n=1200, dim=16, n_queries=30, n_clusters=10, seed=6, metric="l2")
+    return str(save_npz(vs, tmp_path_factory.mktemp("v") / "small.npz"))
+
+
+def test_ann_writes_results_summary_and_plots(npz, tmp_path, capsys):
+    out = tmp_path / "run"
+    rc = main(["ann", npz, "--index", "faiss:Flat", "--index", "faiss:IVF8,Flat?nprobe=1,8",
+               "--index", "hnswlib:M=8,ef_construction=40?ef=10,50", "--k", "5", "--runs", "1",
+               "--out", str(out), "--no-track", "--json"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["k"] == 5 and summary["n_points"] == 5 and summary["dataset"]["metric"] == "l2"
+    assert summary["best_qps_at_recall"]["faiss:Flat"]["0.99"]["recall"] == 1.0
+    df = pd.read_parquet(out / "results.parquet")
+    assert set(df["point"]) >= {"faiss:IVF8,Flat?nprobe=8", "hnswlib:M=8,ef_construction=40?ef=50"}
+    for name in ("summary.json", "recall_qps.png", "recall_batch_qps.png", "build_size.png"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_ann_human_output_and_bad_spec(npz, tmp_path, capsys):
+    assert main(["ann", npz, "--index", "faiss:Flat", "--k", "3", "--runs", "1", "--out", str(tmp_path),
+                 "--no-track"]) == 0
+    text = capsys.readouterr().out
+    assert "best QPS at recall >= 0.90 / 0.95 / 0.99" in text and "faiss:Flat" in text
+    assert main(["ann", npz, "--index", "faiss:IVF8,Nonsense", "--out", str(tmp_path), "--no-track"]) == 2
+    assert "faiss cannot build factory string 'IVF8,Nonsense' at dimension 16" in capsys.readouterr().err
+    assert main(["ann", npz, "--index", "hnswlib:M=8?nprobe=2", "--out", str(tmp_path)]) == 2
+    assert "unknown hnswlib query parameter(s) nprobe" in capsys.readouterr().err
+    assert main(["ann", str(tmp_path / "missing.npz"), "--out", str(tmp_path)]) == 2
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_ann_overhead_prints_both_figures(npz, tmp_path, capsys):
+    rc = main(["ann-overhead", npz, "--index", "hnswlib:M=8,ef_construction=40?ef=20",
+               "--index", "faiss:IVF8,Flat?nprobe=2", "--runs", "2", "--out", str(tmp_path), "--json"])
+    assert rc == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert [r["point"] for r in payload["results"]] == ["hnswlib:M=8,ef_construction=40?ef=20",
+                                                        "faiss:IVF8,Flat?nprobe=2"]
+    for r in payload["results"]:
+        assert r["harness_qps"] > 0 and r["bare_qps"] > 0 and r["ratio"] == pytest.approx(r["harness_qps"] / r["bare_qps"])
+    assert json.loads((tmp_path / "overhead.json").read_text()) == payload
+
+
+@pytest.mark.slow
+def test_ann_on_a_beir_folder_embeds_documents_and_queries(tiny_beir, tmp_path, capsys):
+    assert main(["ann", str(tiny_beir), "--index", "faiss:Flat", "--k", "2", "--runs", "1",
+                 "--out", str(tmp_path), "--no-track", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["dataset"]["n_base"] == 3 and summary["dataset"]["dim"] == 384
