@@ -103,6 +103,20 @@ def test_historical_join_matches_reference(created_and_batches, entity_df, ttl, 
 
 
 @SETTINGS
+@given(batches(True), entity_frames(min_rows=3), ttls, st.booleans())
+def test_created_filter_matches_reference(bs, entity_df, ttl, composite):
+    """Rule 8 on its own, so that most examples exercise the window-function path."""
+    keys = ["k1", "k2"] if composite else ["k1"]
+    view = FeatureView("fv", keys, ["v", "w"], created_timestamp_column="created", ttl=ttl, dtypes=DTYPES)
+    with store_with(bs, view) as fs:
+        got = fs.get_historical_features(entity_df, ["fv:v", "fv:w"], filter_by_created_timestamp=True)
+    want = pit_join(bs, entity_df, entities=keys, features=["v", "w"], created="created", ttl=ttl,
+                    filter_by_created=True)
+    for f in ("v", "w"):
+        assert norm(got[f]) == norm(want[f]), f
+
+
+@SETTINGS
 @given(batches(True), entity_frames(), st.integers(1, 8), st.booleans())
 def test_window_aggregates_match_reference(bs, entity_df, window_min, composite):
     keys = ["k1", "k2"] if composite else ["k1"]

@@ -115,6 +115,12 @@ def test_rule8_created_filter():
     # row 3 has no created time), and 01-05 sees row 2 (created exactly then)
     assert values(fs.get_historical_features(ent, ["v:x"]), "x") == [3.0, 3.0]
     assert values(fs.get_historical_features(ent, ["v:x"], filter_by_created_timestamp=True), "x") == [1.0, 2.0]
+    # among candidates the latest *event* wins, not the latest created: row 4 (event 01-02 01:00, created
+    # 01-04) beats row 5 (event 01-01 12:00, created 01-04 12:00) at 01-04 12:00
+    fs.ingest("v", pd.DataFrame({"k": [1, 1], "x": [4.0, 5.0], "event_timestamp": ts("2024-01-02 01:00", "2024-01-01 12:00"),
+                                 "created": ts("2024-01-04", "2024-01-04 12:00")}))
+    ent = pd.DataFrame({"k": [1], "event_timestamp": ts("2024-01-04 12:00")})
+    assert values(fs.get_historical_features(ent, ["v:x"], filter_by_created_timestamp=True), "x") == [4.0]
 
 
 # 9. NULL keys never match

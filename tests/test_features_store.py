@@ -25,11 +25,12 @@ def test_schema_change_makes_new_version_old_kept():
     assert fs.apply(FeatureView("v", ["k"], ["x"]), frame()) == 1
     assert fs.apply(FeatureView("v", ["k"], ["x"], ttl=timedelta(hours=1))) == 1       # ttl only: same version
     assert fs.get_feature_view("v").ttl == timedelta(hours=1)
+    assert fs.apply(FeatureView("v", ["k"], ["x"]), frame().assign(x=[1, 2, 3])) == 1    # ints fit DOUBLE x
     assert fs.apply(FeatureView("v", ["k"], ["x", "y"]), frame(y=1)) == 2              # new feature: version 2
     assert fs.apply(FeatureView("v", ["k"], ["x", "y"], dtypes={"k": "BIGINT", "x": "DOUBLE", "y": "VARCHAR"})) == 3
     assert fs.offline.versions("v") == [1, 2, 3]
     assert count(fs, "v") == 0                                                          # v3 is new and empty
-    assert fs.con.execute(f"SELECT count(*) FROM {fs.offline.table('v', 1)}").fetchall()[0][0] == 3
+    assert fs.con.execute(f"SELECT count(*) FROM {fs.offline.table('v', 1)}").fetchall()[0][0] == 6
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -70,10 +70,11 @@ class BenchSet:
 
 
 def time_single_queries(search_one: Callable[[np.ndarray], Any], rows: Sequence[np.ndarray], runs: int,
-                        warmup: int) -> tuple[list[float], np.ndarray, list[Any]]:
+                        warmup: int, budget_s: float = float("inf")) -> tuple[list[float], np.ndarray, list[Any]]:
     """One query at a time: ``(wall time of each pass, per-query latencies of the best pass, its results)``.
 
-    One clock read per query keeps the loop as close to a bare loop as Python allows."""
+    One clock read per query keeps the loop as close to a bare loop as Python allows. Passes stop early
+    once ``budget_s`` is spent (at least one pass runs): a pass that long averages out scheduling noise."""
     now, n = time.perf_counter, len(rows)
     for row in rows[:warmup]:
         search_one(row)
@@ -88,24 +89,28 @@ def time_single_queries(search_one: Callable[[np.ndarray], Any], rows: Sequence[
         walls.append(stamps[n] - stamps[0])
         if walls[-1] == min(walls):
             best = (stamps, out)
+        if sum(walls) > budget_s:
+            break
     stamps, out = best
     return walls, np.diff(np.asarray(stamps)), out
 
 
 def measure_point(index: VectorIndex, data: BenchSet, k: int, query_params: dict[str, Any], threads: int,
-                  batch_threads: int, runs: int, warmup: int, build_s: float, size_bytes: int) -> dict[str, float]:
-    """All registered metrics of ``index`` under ``query_params``."""
+                  batch_threads: int, runs: int, warmup: int, build_s: float, size_bytes: int,
+                  budget_s: float = float("inf")) -> dict[str, float]:
+    """All registered metrics of ``index`` under ``query_params`` (see ``time_single_queries`` for ``budget_s``)."""
     q = index.prepare_queries(data.queries)
     index.set_threads(threads)
     rows = [q[i:i + 1] for i in range(len(q))]
-    walls, latencies, results = time_single_queries(index.searcher(k, **query_params), rows, runs, warmup)
+    walls, latencies, results = time_single_queries(index.searcher(k, **query_params), rows, runs,
+                                                    min(warmup, len(rows)), budget_s)
     ids = np.full((len(q), k), -1, dtype=np.int64)
     for i, r in enumerate(results):
         r = np.asarray(r).reshape(-1)
         ids[i, :r.size] = r
     index.set_threads(batch_threads)
-    batch_walls = []
-    for _ in range(runs):
+    batch_walls: list[float] = []
+    while len(batch_walls) < runs and sum(batch_walls) <= budget_s:
         t0 = time.perf_counter()
         index.search(q, k, **query_params)
         batch_walls.append(time.perf_counter() - t0)
@@ -113,7 +118,7 @@ def measure_point(index: VectorIndex, data: BenchSet, k: int, query_params: dict
                       gt_distances=data.gt_distances, gt_ids=data.gt_ids, ids=ids, single_runs_s=walls,
                       latencies_s=latencies, batch_runs_s=batch_walls, build_s=build_s, size_bytes=size_bytes,
                       ntotal=index.ntotal)
-    return compute_metrics(point)
+    return {**compute_metrics(point), "runs": len(walls), "batch_runs": len(batch_walls)}
 
 
 def point_label(spec: IndexSpec, query_params: dict[str, Any]) -> str:
@@ -126,12 +131,13 @@ def point_label(spec: IndexSpec, query_params: dict[str, Any]) -> str:
 def run_sweep(data: BenchSet, specs: Sequence[IndexSpec], k: int = 10, threads: int = 1,
               out_dir: str | Path | None = None, runs: int = 3, warmup: int = 200,
               batch_threads: int | None = None, sink: ResultsSink | None = None, progress: bool = True,
-              sweep_name: str | None = None) -> pd.DataFrame:
+              sweep_name: str | None = None, budget_s: float = 10.0) -> pd.DataFrame:
     """Measure every (spec, query point); return all rows (earlier ones included when resuming).
 
     With ``out_dir`` the rows go to ``out_dir/results.parquet`` after each point, and points already
     there are skipped. Each configuration is built once (on ``batch_threads`` threads) and its query
-    parameters are swept on the built index. ``sink`` defaults to the tracking layer.
+    parameters are swept on the built index. ``sink`` defaults to the tracking layer. A point's timed
+    passes stop after ``budget_s`` seconds (at least one pass): slow exact scans would otherwise dominate.
     """
     if k > len(data.base):
         raise QueryError(f"k={k} is larger than the data set ({len(data.base)} vectors)")
@@ -157,7 +163,7 @@ def run_sweep(data: BenchSet, specs: Sequence[IndexSpec], k: int = 10, threads: 
     todo = [(spec, [qp for qp in spec.points() if point_key(base_row(spec, index, qp)) not in done])
             for spec, index in zip(specs, indexes)]
     total = sum(len(points) for _, points in todo)
-    params = {"k": k, "threads": threads, "batch_threads": batch_threads, "runs": runs,
+    params = {"k": k, "threads": threads, "batch_threads": batch_threads, "runs": runs, "budget_s": budget_s,
               "specs": " ".join(s.text for s in specs)}
     name = sweep_name or f"sweep {data.name} k={k} threads={threads}"
     with sink.sweep(name, params, data.dataset_info), \
@@ -176,8 +182,8 @@ def run_sweep(data: BenchSet, specs: Sequence[IndexSpec], k: int = 10, threads: 
                 bar.set_postfix_str(point_label(spec, qp))
                 row = base_row(spec, index, qp)
                 row["query_params"] = json.dumps(index.effective_query_params(**qp), sort_keys=True)
-                row.update(measure_point(index, data, k, qp, threads, batch_threads, runs, warmup, build_s, size))
-                row["runs"] = runs
+                row.update(measure_point(index, data, k, qp, threads, batch_threads, runs, warmup, build_s, size,
+                                         budget_s))
                 row["measured_at"] = pd.Timestamp.now(tz="UTC").isoformat()
                 rows.append(row)
                 if path is not None:

@@ -35,13 +35,16 @@ def _colors(families: list[str]) -> dict[str, tuple]:
     return {f: cmap(i % cmap.N) for i, f in enumerate(families)}
 
 
-RECALL_TICKS = (0.1, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 0.9999)
+RECALL_TICKS = (0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99, 0.995, 0.999, 0.9999)
 
 
-def _recall_axis(ax: plt.Axes) -> None:
+COARSE_TICKS = (0.1, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 0.9999)  # for the narrower two-panel figures
+
+
+def _recall_axis(ax: plt.Axes, ticks: tuple[float, ...] = RECALL_TICKS) -> None:
     ax.set_xscale("logit")
     lo, hi = ax.get_xlim()
-    ax.xaxis.set_major_locator(FixedLocator([t for t in RECALL_TICKS if lo <= t <= hi] or [0.5]))
+    ax.xaxis.set_major_locator(FixedLocator([t for t in ticks if lo <= t <= hi] or [0.5]))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("recall (logit scale; 1.0 drawn at 1 - 1/(2 nq k))")
@@ -104,7 +107,7 @@ def plot_build_size(df: pd.DataFrame, path: str | Path, title: str | None = None
         for ax, col in zip(axes, ("build_s", "bytes_per_vector")):
             ax.plot(g["_x"], g[col], "o-", color=colors[fam], ms=4, lw=1, alpha=0.8, label=label)
     for ax, ylabel in zip(axes, ("build time, s (log scale)", "index bytes per vector (log scale)")):
-        _recall_axis(ax)
+        _recall_axis(ax, COARSE_TICKS)
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_ylabel(ylabel)
@@ -113,7 +116,7 @@ def plot_build_size(df: pd.DataFrame, path: str | Path, title: str | None = None
     raw = df.iloc[0]
     axes[1].axhline(4 * raw["dim"], color="0.5", ls="--", lw=1)
     axes[1].annotate(f"raw float32 ({4 * raw['dim']} B)", xy=(0.02, 4 * raw["dim"]), xycoords=("axes fraction", "data"),
-                     va="bottom", fontsize=8, color="0.4")
+                     va="top", fontsize=8, color="0.4")
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="family", frameon=False)
     fig.suptitle(title or sweep_title(df, "Build time and index size vs recall"), fontsize=10)
     fig.tight_layout()

@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--threads", type=int, default=1, help="threads for one-query-at-a-time QPS (default 1)")
     p.add_argument("--runs", type=int, default=3, help="timed passes per point; the best counts (default 3)")
+    p.add_argument("--budget", type=float, default=10.0, metavar="SECONDS",
+                   help="stop a point's timed passes once this much time is spent, after at least one (default 10)")
     p.add_argument("--out", required=True, type=Path, metavar="DIR")
     p.add_argument("--no-track", action="store_true", help="do not log runs to the tracking store")
     p.add_argument("--json", action="store_true")
@@ -67,7 +69,7 @@ def run_ann(args: argparse.Namespace) -> int:
     elif args.preset == "default" or not specs:
         specs += default_specs(len(data.base), data.base.shape[1])
     df = run_sweep(data, specs, k=args.k, threads=args.threads, out_dir=args.out, runs=args.runs,
-                   sink=CollectingSink() if args.no_track else None, progress=not args.json)
+                   sink=CollectingSink() if args.no_track else None, progress=not args.json, budget_s=args.budget)
     df = df[df["dataset_digest"] == data.digest]            # a resumed file may hold other data sets' rows
     title = f"{data.name}"
     plots = [plot_recall_qps(df, args.out / "recall_qps.png"),

@@ -125,21 +125,22 @@ class OfflineStore:
     def apply(self, view: FeatureView, source: pd.DataFrame | str | os.PathLike | None = None) -> int:
         """Register ``view`` and ingest ``source`` (a DataFrame or a Parquet path) if given; returns the version.
 
-        The same schema keeps the current version (a ttl change is recorded in place); a different schema
-        (keys, features, their types, time columns) makes a new, empty version, leaving older ones readable.
+        Column types come from ``view.dtypes``, else from the current version when the columns are unchanged,
+        else from ``source``. The same schema keeps the current version (a ttl change is recorded in place); a
+        different one (keys, features, their types, time columns) makes a new, empty version, leaving older
+        versions readable.
         """
-        rel = None
+        rel, latest = None, self._latest(view.name)
         if view.dtypes is None:
-            if source is None:
-                latest = self._latest(view.name)
-                if latest is None:
-                    raise FeatureStoreError(f"feature view {view.name!r}: give dtypes or a source to infer them from")
+            same_columns = latest is not None and latest[1].columns == view.columns
+            if same_columns:  # a batch never re-types a view; explicit dtypes do
                 view = view.with_dtypes(latest[1].dtypes)
+            elif source is None:
+                raise FeatureStoreError(f"feature view {view.name!r}: give dtypes or a source to infer them from")
             else:
                 rel = self._source(view, source)
                 types = dict(zip(rel.columns, map(str, rel.types)))
                 view = view.with_dtypes({c: _normalise_type(types[c]) for c in (*view.entities, *view.features)})
-        latest = self._latest(view.name)
         if latest is not None and latest[1].schema() == view.schema():
             version = latest[0]
             self.con.execute(f"UPDATE {REGISTRY} SET definition = ? WHERE name = ? AND version = ?",

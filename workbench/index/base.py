@@ -128,8 +128,8 @@ class VectorIndex(ABC):
         """Train (where needed) and add ``vectors``; ids are row positions."""
         x = as_matrix(vectors, "vectors")
         self.validate(x.shape[1])
-        self.dim = x.shape[1]
         self._build(normalize_rows(x, "vectors") if self.metric == "cosine" else x)
+        self.dim = x.shape[1]
 
     def prepare_queries(self, queries: np.ndarray) -> np.ndarray:
         """Checked float32 queries, normalised for cosine: the rows ``searcher`` functions take."""
