@@ -124,6 +124,6 @@ def test_default_sweeps_cover_every_family():
     assert "faiss:IVF256,PQ48?nprobe=1,2,4,8,16,32,64" in [s.text for s in default_specs(50_000, 384)]
     assert "faiss:IVF64,PQ4x4?nprobe=1,2,4,8,16,32,64" in [s.text for s in default_specs(4000, 32)]
     tour = family_tour_specs(50_000, 384)
-    assert tour[-1].build == {"factory": "OPQ48,IVF256,PQ48", "train_size": 10_000}
+    assert tour[-1].build == {"factory": "OPQ48,IVF256,PQ48", "train_size": 10_000, "opq_niter": 10}
     assert [s.label for s in reference_specs()][:2] == ["hnswlib:M=16,ef_construction=200",
                                                          "faiss:HNSW32,Flat"]

@@ -249,9 +249,9 @@ class Metadata:
     def __init__(self, frame: pd.DataFrame, table: str = "metadata", database: str | Path = ":memory:") -> None:
         import duckdb
 
-        table = re.sub(r"\W", "_", table)
+        table = re.sub(r"\W", "_", table)  # data set names such as "ir-sentences" name the table
         if not _IDENT.match(table):
-            raise PredicateError(f"table name {table!r} is not an identifier")
+            table = "t_" + table
         if "id" not in frame.columns:
             raise PredicateError(f"metadata for table {table!r} has no 'id' column; columns: {list(frame.columns)}")
         for col in frame.columns:

@@ -80,8 +80,9 @@ def _legend(fig, handles, labels) -> None:
 def plot_recall(frame: pd.DataFrame, path: str | Path, min_recall: float = 0.9) -> Path:
     """Recall@k (large panel) and the fraction of queries with fewer than k results (small panel) per index.
 
-    Each post-filter curve is annotated where it collapses (its largest selectivity with recall below
-    ``min_recall``), and the selectivity ``1 / overfetch`` below which it is expected to is marked.
+    Each post-filter curve is ringed where it collapses (its largest selectivity with recall below
+    ``min_recall``, also listed under the panel title), and the selectivity ``1 / overfetch`` below which
+    it is expected to collapse is marked.
     """
     import matplotlib
 
@@ -97,6 +98,7 @@ def plot_recall(frame: pd.DataFrame, path: str | Path, min_recall: float = 0.9) 
     handles, labels = [], []
     for sub, index in zip(subfigs, panels):
         top, bottom = sub.subplots(2, 1, sharex=True, height_ratios=[2.4, 1])
+        collapse = []
         for group, style in _curves(frame, index):
             line, = top.plot(group["selectivity"], group["recall"], **style)
             bottom.plot(group["selectivity"], group["frac_short"], **{**style, "label": None})
@@ -111,11 +113,13 @@ def plot_recall(frame: pd.DataFrame, path: str | Path, min_recall: float = 0.9) 
             low = group[group["recall"] < min_recall]
             if len(low):
                 worst = low.loc[low["selectivity"].idxmax()]
-                top.annotate(f"x{f}: {worst['recall']:.3f} at {100 * worst['selectivity']:g}%",
-                             (worst["selectivity"], worst["recall"]), xytext=(-8, 0), textcoords="offset points",
-                             fontsize=8, color=style["color"], ha="right", va="center", fontweight="bold",
-                             bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none", alpha=0.85))
-        top.set_title(index, fontsize=10.5)
+                top.plot(worst["selectivity"], worst["recall"], marker="o", markersize=12, markerfacecolor="none",
+                         markeredgecolor=style["color"], markeredgewidth=1.6, linestyle="none")
+                collapse.append(f"x{f} {100 * worst['selectivity']:g}%")
+        title = index
+        if collapse:
+            title += f"\npost-filter recall < {min_recall} up to s = " + ", ".join(collapse)
+        top.set_title(title, fontsize=10)
         top.set_ylim(-0.03, 1.05)
         top.axhline(min_recall, color="0.55", linewidth=0.9, linestyle="-.")
         top.set_ylabel(f"recall@{k}")
@@ -128,8 +132,11 @@ def plot_recall(frame: pd.DataFrame, path: str | Path, min_recall: float = 0.9) 
     for sub in subfigs[len(panels):]:
         sub.set_visible(False)
     handles += [matplotlib.lines.Line2D([], [], color="0.4", linestyle=":", linewidth=1.2),
+                matplotlib.lines.Line2D([], [], color="0.4", marker="o", markersize=12, markerfacecolor="none",
+                                        markeredgewidth=1.6, linestyle="none"),
                 matplotlib.lines.Line2D([], [], color="0.55", linestyle="-.", linewidth=0.9)]
-    labels += ["selectivity = 1/over-fetch:\npost-filter collapses to the left", f"recall {min_recall}"]
+    labels += ["selectivity = 1/over-fetch:\npost-filter expected to collapse\nto the left",
+               f"largest selectivity with\nrecall < {min_recall} (collapse)", f"recall {min_recall}"]
     _legend(fig, handles, labels)
     fig.suptitle(_title(frame, f"Filtered search, recall@{k} against the exact filtered top-{k}"), fontsize=11)
     out = _save(fig, path)
