@@ -99,3 +99,15 @@ def test_threads_are_set(vs):
     index = FaissIndex("Flat", "l2")
     index.set_threads(1)
     assert faiss.omp_get_max_threads() == 1
+
+
+def test_opq_rounds_and_training_sample_are_build_parameters(vs, tmp_path):
+    import faiss
+
+    index = FaissIndex("OPQ4,IVF16,PQ4x4", "l2", train_size=1000, opq_niter=2)
+    index.build(vs.base)
+    opq = faiss.downcast_VectorTransform(faiss.downcast_index(index.raw).chain.at(0))
+    assert opq.niter == 2 and index.build_params == {"factory": "OPQ4,IVF16,PQ4x4", "train_size": 1000,
+                                                     "opq_niter": 2}
+    index.save(tmp_path / "o.idx")
+    assert FaissIndex.load(tmp_path / "o.idx").build_params == index.build_params

@@ -54,8 +54,8 @@ def reference_specs() -> list[IndexSpec]:
 
 def family_tour_specs(n: int, dim: int) -> list[IndexSpec]:
     """One build per family with two or three query points (notebook 02). OPQ joins from 10K vectors
-    (its sub-quantizers have 256 centroids each), trained on a 10K sample for 10 rounds instead of 50:
-    the full training took 5 minutes on the sentence set on 2 cores."""
+    (its sub-quantizers have 256 centroids each), trained on a 10K sample for 10 rounds instead of 50
+    (2.5 minutes on the sentence set on 2 cores; the full training took 5)."""
     nlist = 256 if n >= 20_000 else max(8, 2 ** round(math.log2(math.sqrt(n))))
     m = next(m for m in (dim // 8, dim // 4, dim // 2, dim) if m and dim % m == 0)
     pq = f"PQ{m}" if n >= 10_000 else f"PQ{m}x4"
