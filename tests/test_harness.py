@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import workbench
 from workbench.bench.harness import BenchSet, run_sweep, time_single_queries
 from workbench.bench.panel import panel_update, swept_parameter
 from workbench.bench.results import read_results, write_results
@@ -94,6 +95,8 @@ def test_tracking_sink_logs_a_parent_and_children(data, tmp_path, monkeypatch):
     fake = types.SimpleNamespace(parent_run=parent_run,
                                  log_run=lambda **kw: calls.append(("child", kw["run_name"], kw["metrics"]["recall"])))
     monkeypatch.setitem(sys.modules, "workbench.tracking", fake)
+    # `import workbench.tracking` reads the package attribute first when another test imported it already
+    monkeypatch.setattr(workbench, "tracking", fake, raising=False)
     sweep(data, tmp_path, TrackingSink(), specs=["faiss:Flat"])
     assert calls[0][0] == "parent" and calls[1] == ("child", "faiss:Flat", 1.0)
 
