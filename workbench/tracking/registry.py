@@ -70,6 +70,9 @@ def register_retrieval_model(run_id: str, name: str, alias: str | None = None, *
                             f"workbench.tracking.write_retrieval_bundle with the run")
     mlflow.set_tracking_uri(c.tracking_uri)
     mlflow.set_registry_uri(c.tracking_uri)
+    # Model.log files the logged model under the *active* experiment, not the run's: without this it
+    # lands in the default experiment, whose artifact root is ./mlruns of the current directory.
+    mlflow.set_experiment(experiment_id=run.info.experiment_id)
     with tempfile.TemporaryDirectory(prefix="workbench-register-") as tmp:
         bundle_dir = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=BUNDLE_DIR,
                                                               dst_path=tmp))
