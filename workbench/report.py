@@ -51,15 +51,15 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
     for s in sections:
         md.append(f"\n## {s['name']}\n\n[executed notebook]({s['name']}.ipynb)\n")
         body.append(f"<h2>{html.escape(s['name'])}</h2><p><a href='{s['name']}.ipynb'>executed notebook</a></p>")
-        if s["scalars"]:
-            md.append("| result | value |\n|---|---|")
-            md += [f"| {k} | {_fmt(v)} |" for k, v in s["scalars"]]
-            rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(v))}</td></tr>" for k, v in s["scalars"])
-            body.append(f"<table><tr><th>result</th><th>value</th></tr>{rows}</table>")
         for fig in s["figures"]:
             md.append(f"\n![{fig}]({fig})")
             body.append(f"<figure><img src='{html.escape(fig)}' style='max-width:100%'>"
                         f"<figcaption>{html.escape(fig)}</figcaption></figure>")
+        if s["scalars"]:
+            md.append("\n| result | value |\n|---|---|")
+            md += [f"| {k} | {_fmt(v)} |" for k, v in s["scalars"]]
+            rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(v))}</td></tr>" for k, v in s["scalars"])
+            body.append(f"<table><tr><th>result</th><th>value</th></tr>{rows}</table>")
     style = ("<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}</style>")
     md_path = atomic_write_text(out_dir / "report.md", "\n".join(md) + "\n")

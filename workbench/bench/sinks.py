@@ -48,6 +48,7 @@ class TrackingSink:
         self.experiment, self.command = experiment, command
         self._tracking: Any = None
         self._dataset: dict[str, str] | None = None
+        self.parent_run_id: str | None = None
 
     @contextlib.contextmanager
     def sweep(self, name: str, params: dict[str, Any], dataset: dict[str, str]) -> Iterator[None]:
@@ -61,10 +62,21 @@ class TrackingSink:
         self._tracking, self._dataset = tracking, dataset
         try:
             with tracking.parent_run(experiment=self.experiment, run_name=name, params=params,
-                                     command=self.command, dataset=dataset):
+                                     command=self.command, dataset=dataset) as parent_id:
+                self.parent_run_id = parent_id
                 yield
         finally:
             self._tracking = None
+
+    def attach(self, name: str, artifacts: list, metrics: dict[str, Any] | None = None) -> None:
+        """Log the sweep's outputs (results Parquet, summary, plots) as one more child of its parent run."""
+        if self._dataset is None:
+            return
+        import workbench.tracking as tracking
+
+        tracking.log_run(experiment=self.experiment, run_name=name, metrics=metrics or {},
+                         artifacts=[a for a in artifacts if a.exists()], dataset=self._dataset,
+                         parent_run_id=self.parent_run_id, command=self.command, tags={"kind": "report"})
 
     def point(self, row: dict[str, Any]) -> None:
         if self._tracking is None:

@@ -58,7 +58,7 @@ def run_ann(args: argparse.Namespace) -> int:
     from workbench.bench.pareto import summary_table
     from workbench.bench.plots import plot_build_size, plot_recall_qps
     from workbench.bench.reference import REFERENCE_FIGURES, default_specs, reference_specs
-    from workbench.bench.sinks import CollectingSink
+    from workbench.bench.sinks import CollectingSink, TrackingSink
     from workbench.index.spec import parse_spec
     from workbench.io import atomic_write_json
 
@@ -68,8 +68,9 @@ def run_ann(args: argparse.Namespace) -> int:
         specs += reference_specs()
     elif args.preset == "default" or not specs:
         specs += default_specs(len(data.base), data.base.shape[1])
+    sink = CollectingSink() if args.no_track else TrackingSink()
     df = run_sweep(data, specs, k=args.k, threads=args.threads, out_dir=args.out, runs=args.runs,
-                   sink=CollectingSink() if args.no_track else None, progress=not args.json, budget_s=args.budget)
+                   sink=sink, progress=not args.json, budget_s=args.budget)
     df = df[df["dataset_digest"] == data.digest]            # a resumed file may hold other data sets' rows
     title = f"{data.name}"
     plots = [plot_recall_qps(df, args.out / "recall_qps.png"),
@@ -111,6 +112,9 @@ def run_ann(args: argparse.Namespace) -> int:
             lines.append(f"  {r['point']:<42} recall {r['quoted_recall']} vs {_fmt(r['recall'], '.3f')}, "
                          f"QPS {_fmt(r['quoted_qps'], ',.0f')} vs {_fmt(r['qps'], ',.0f')}")
     atomic_write_json(args.out / "summary.json", summary)
+    if isinstance(sink, TrackingSink):
+        sink.attach(f"{data.name} report", [args.out / "results.parquet", args.out / "summary.json", *plots],
+                    metrics={"n_points": len(df)})
     lines += ["", f"wrote {args.out / 'results.parquet'}, {args.out / 'summary.json'}, "
                   + ", ".join(p.name for p in plots)]
     from workbench.cli import emit
