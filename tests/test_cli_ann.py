@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -63,3 +64,18 @@ def test_ann_on_a_beir_folder_embeds_documents_and_queries(tiny_beir, tmp_path, 
                  "--out", str(tmp_path), "--no-track", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["dataset"]["n_base"] == 3 and summary["dataset"]["dim"] == 384
+
+
+def test_ann_logs_points_and_its_outputs_to_the_tracking_store(npz, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    out = tmp_path / "out"
+    assert main(["ann", npz, "--index", "faiss:Flat", "--k", "3", "--runs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["runs", "--experiment", "index-benchmarks", "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    point = next(r for r in runs if r["run_name"] == "faiss:Flat")
+    assert point["metrics"]["recall"] == 1.0 and point["parent_run_id"]
+    assert "workbench.git.commit" in point["tags"] and "workbench.version.faiss" in point["tags"]
+    report = next(r for r in runs if r["run_name"].endswith(" report"))
+    on_disk = {a["path"] for a in report["artifacts"] if Path(a["local_path"]).is_file()}
+    assert {"results.parquet", "summary.json", "recall_qps.png"} <= on_disk
