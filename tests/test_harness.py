@@ -130,3 +130,16 @@ def test_default_sweeps_cover_every_family():
     assert tour[-1].build == {"factory": "OPQ48,IVF256,PQ48", "train_size": 10_000, "opq_niter": 10}
     assert [s.label for s in reference_specs()][:2] == ["hnswlib:M=16,ef_construction=200",
                                                          "faiss:HNSW32,Flat"]
+
+
+def test_make_panel_builds_the_widgets_and_redraws_on_change(data, tmp_path):
+    from workbench.index.spec import parse_spec
+
+    df = run_sweep(data, [parse_spec("faiss:HNSW16,Flat?efSearch=8,32")], k=10, out_dir=tmp_path, runs=1, sink=CollectingSink(),
+                   progress=False)
+    from workbench.bench.panel import make_panel
+
+    panel = make_panel(df)
+    dropdown, slider, _ = panel.children
+    assert slider.description == "efSearch" and list(slider.options) == [8, 32]
+    slider.value = 32  # the observer redraws through panel_update; it must not raise

@@ -59,6 +59,9 @@ def run_notebook(path: str | Path, out_root: str | Path, ci: bool = False,
     nb_out = out_root / path.stem
     nb_out.mkdir(parents=True, exist_ok=True)
     params = {**(ci_parameters(path) if ci else {}), **(parameters or {}), "out_dir": str(nb_out)}
+    if "interactive" in pm.inspect_notebook(str(path)):
+        # No frontend draws widgets here; capturing their output headless can stall nbclient.
+        params.setdefault("interactive", False)
     try:
         pm.execute_notebook(str(path), str(out_root / path.name), parameters=params, cwd=str(path.parent),
                             kernel_name="python3", progress_bar=False, execution_timeout=timeout,
