@@ -133,12 +133,11 @@ def test_default_sweeps_cover_every_family():
 
 
 def test_make_panel_builds_the_widgets_and_redraws_on_change(data, tmp_path):
+    from workbench.bench.panel import make_panel
     from workbench.index.spec import parse_spec
 
-    df = run_sweep(data, [parse_spec("faiss:HNSW16,Flat?efSearch=8,32")], k=10, out_dir=tmp_path, runs=1, sink=CollectingSink(),
-                   progress=False)
-    from workbench.bench.panel import make_panel
-
+    df = run_sweep(data, [parse_spec("faiss:HNSW16,Flat?efSearch=8,32")], k=10, out_dir=tmp_path, runs=1,
+                   sink=CollectingSink(), progress=False)
     panel = make_panel(df)
     dropdown, slider, _ = panel.children
     assert slider.description == "efSearch" and list(slider.options) == [8, 32]
