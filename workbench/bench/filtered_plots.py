@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from workbench.io import atomic_write_bytes
+from workbench.plotting import save_png
 
 # post-filter curves darken as over-fetch grows; pre-filter and exact stand apart
 _PREFILTER_COLOR = "tab:blue"
@@ -50,12 +49,6 @@ def _title(frame: pd.DataFrame, what: str) -> str:
     threads = int(first["threads"])
     return (f"{what}: {first['dataset']} ({int(first['n_base']):,} vectors, {int(first['n_queries'])} queries), "
             f"k={int(first['k'])}, one query at a time, {threads} thread{'s' if threads > 1 else ''}")
-
-
-def _save(fig, path: str | Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 def _selectivity_axis(ax, frame: pd.DataFrame) -> None:
@@ -139,7 +132,7 @@ def plot_recall(frame: pd.DataFrame, path: str | Path, min_recall: float = 0.9) 
                f"largest selectivity with\nrecall < {min_recall} (collapse)", f"recall {min_recall}"]
     _legend(fig, handles, labels)
     fig.suptitle(_title(frame, f"Filtered search, recall@{k} against the exact filtered top-{k}"), fontsize=11)
-    out = _save(fig, path)
+    out = save_png(fig, path)
     plt.close(fig)
     return out
 
@@ -172,7 +165,7 @@ def plot_latency(frame: pd.DataFrame, path: str | Path) -> Path:
         ax.set_visible(False)
     _legend(fig, handles, labels)
     fig.suptitle(_title(frame, "Filtered search, median latency (lower is better)"), fontsize=11)
-    out = _save(fig, path)
+    out = save_png(fig, path)
     plt.close(fig)
     return out
 

@@ -16,6 +16,8 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa
 import pandas as pd  # noqa: E402
 
 from workbench.bench.pareto import frontier  # noqa: E402
+from workbench.plotting import save_png  # noqa: E402
+
 
 
 def sweep_title(df: pd.DataFrame, what: str) -> str:
@@ -55,11 +57,7 @@ def plot_recall_qps(df: pd.DataFrame, path: str | Path, y: str = "qps", title: s
                     highlight: pd.Series | None = None) -> Path:
     """Every point faint, each family's Pareto frontier as a line; ``highlight`` circles one point."""
     fig, ax = draw_recall_qps(df, y=y, title=title, highlight=highlight)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def draw_recall_qps(df: pd.DataFrame, y: str = "qps", title: str | None = None,
@@ -120,11 +118,7 @@ def plot_build_size(df: pd.DataFrame, path: str | Path, title: str | None = None
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="family", frameon=False)
     fig.suptitle(title or sweep_title(df, "Build time and index size vs recall"), fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def plot_parameter_effect(df: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
@@ -153,8 +147,4 @@ def plot_parameter_effect(df: pd.DataFrame, path: str | Path, title: str | None 
     axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.suptitle(title or sweep_title(df, "What the query parameter buys"), fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

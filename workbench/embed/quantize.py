@@ -14,7 +14,6 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ import pandas as pd
 
 from workbench.data.vectors import METRICS, check_matrix
 from workbench.errors import DatasetError, DimensionError
-from workbench.io import atomic_write_bytes
+from workbench.plotting import save_png
 
 SCHEMES = ("float32", "float16", "int8", "binary")
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
@@ -234,10 +233,7 @@ def plot_quantization_tradeoff(df: pd.DataFrame, path: str | os.PathLike, title:
                     if key in df.attrs)
     ax.set_title(f"{title}\n{sub}" if sub else title, fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=130)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return save_png(fig, path)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ from scipy.stats import rankdata
 from workbench.features.offline import ROW
 from workbench.features.store import FeatureStore
 from workbench.features.view import FeatureView, parse_ref, quote
+from workbench.plotting import save_png
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 MODEL_FEATURES = ["log_amount", "log_txn_count_24h", "log_amount_mean_7d", "chargebacks_total"]
@@ -164,9 +165,7 @@ def plot_scores(result: dict, path: str | Path, title: str) -> Path:
     ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)
 
 
 def plot_timeline(data: dict[str, pd.DataFrame], account: int, as_of: pd.Timestamp, path: str | Path,
@@ -198,6 +197,4 @@ def plot_timeline(data: dict[str, pd.DataFrame], account: int, as_of: pd.Timesta
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=8)
     fig.autofmt_xdate()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)

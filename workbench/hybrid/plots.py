@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 import pandas as pd
 
+from workbench.plotting import save_png
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -65,7 +67,7 @@ def plot_weight_curves(results: Mapping[str, "HybridResults"], path: str | Path 
     fig.suptitle("Convex combination of BM25 and MiniLM dense: nDCG@10 vs fusion weight (in-sample)")
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        save_png(fig, path, close=False)
     return fig
 
 
@@ -98,7 +100,7 @@ def plot_per_query_differences(results: Mapping[str, "HybridResults"], method: s
     axes[0, 0].set_ylabel("nDCG@10 difference")
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        save_png(fig, path, close=False)
     return fig
 
 
@@ -120,5 +122,5 @@ def plot_method_scores(table: pd.DataFrame, path: str | Path | None = None, titl
     ax.set_title(title)
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        save_png(fig, path, close=False)
     return fig

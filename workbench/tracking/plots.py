@@ -16,7 +16,7 @@ def plot_constrained_choice(runs: pd.DataFrame, x: str, y: str, floor: float, ch
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from workbench.io import atomic_write_bytes
+    from workbench.plotting import save_png
 
     fig, ax = plt.subplots(figsize=(8, 4.8))
     xs, ys = runs[f"metrics.{x}"], runs[f"metrics.{y}"]
@@ -35,9 +35,4 @@ def plot_constrained_choice(runs: pd.DataFrame, x: str, y: str, floor: float, ch
     ax.grid(alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False, fontsize=8)
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return save_png(fig, path)
