@@ -108,6 +108,8 @@ class VectorIndex(ABC):
         self.query_params: dict[str, Any] = {}
         self.dim: int | None = None
         self.threads = 1
+        # (caller's array, checked ids, library filter): one predicate is searched by many queries in turn
+        self._filter_cache: tuple[np.ndarray, np.ndarray, Any] | None = None
 
     # -- names ------------------------------------------------------------------------------
     @property
@@ -149,9 +151,9 @@ class VectorIndex(ABC):
         params = {**self.query_params, **self._check_query_params(query_params)}
         if allowed is None:
             return self._search(q, k, None, params)
-        allowed = self._check_allowed(allowed)
+        allowed, prepared = self._prepared_filter(allowed)
         kk = min(k, allowed.size)
-        d, i = self._search(q, kk, allowed, params)
+        d, i = self._search(q, kk, prepared, params)
         if kk == k:
             return d, i
         fill = -np.inf if self.metric != "l2" else np.inf
@@ -191,6 +193,20 @@ class VectorIndex(ABC):
                 raise IndexSpecError(f"query parameter {name}={value!r} of {self.label} must be a positive number")
         return dict(params)
 
+    def _prepared_filter(self, allowed: np.ndarray) -> tuple[np.ndarray, Any]:
+        """Checked ids and the library's filter object, reused while the caller passes the same array.
+
+        Building a selector costs O(|allowed|) per call, which would swamp the latency of one query at a
+        high selectivity; callers must not modify an ``allowed`` array in place between searches.
+        """
+        cached = self._filter_cache
+        if cached is not None and cached[0] is allowed:
+            return cached[1], cached[2]
+        ids = self._check_allowed(allowed)
+        prepared = self._make_filter(ids)
+        self._filter_cache = (allowed, ids, prepared)
+        return ids, prepared
+
     def _check_allowed(self, allowed: np.ndarray) -> np.ndarray:
         a = np.unique(np.asarray(allowed, dtype=np.int64))
         if a.size == 0:
@@ -204,7 +220,11 @@ class VectorIndex(ABC):
     def _build(self, vectors: np.ndarray) -> None: ...
 
     @abstractmethod
-    def _search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None,
+    def _make_filter(self, ids: np.ndarray) -> Any:
+        """The library's pre-filter for sorted, unique, in-range ``ids``."""
+
+    @abstractmethod
+    def _search(self, queries: np.ndarray, k: int, allowed: Any | None,
                 params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]: ...
 
     @abstractmethod

@@ -92,11 +92,13 @@ class FaissIndex(VectorIndex):
         index.add(vectors)
         self._index = index
 
-    def _search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None,
+    def _make_filter(self, ids: np.ndarray) -> Any:
+        return faiss.IDSelectorBatch(ids)
+
+    def _search(self, queries: np.ndarray, k: int, allowed: Any | None,
                 params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         faiss.omp_set_num_threads(self.threads)
-        sel = faiss.IDSelectorBatch(allowed) if allowed is not None else None
-        sp, _keep = self._parameters(params, sel)
+        sp, _keep = self._parameters(params, allowed)
         return self._index.search(queries, k, params=sp)
 
     def _searcher(self, k: int, params: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:

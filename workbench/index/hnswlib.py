@@ -53,13 +53,15 @@ class HnswlibIndex(VectorIndex):
     def _distances(self, d: np.ndarray) -> np.ndarray:
         return 1.0 - d if _SPACE[self.metric] == "ip" else d
 
-    def _search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None,
+    def _make_filter(self, ids: np.ndarray) -> Any:
+        return frozenset(ids.tolist()).__contains__
+
+    def _search(self, queries: np.ndarray, k: int, allowed: Any | None,
                 params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         self._index.set_ef(int(params.get("ef", DEFAULT_EF)))
         # a Python filter takes the GIL for every visited node: threads would only contend for it
-        filt = set(allowed.tolist()).__contains__ if allowed is not None else None
-        threads = 1 if filt is not None else self.threads
-        ids, d = self._index.knn_query(queries, k=k, num_threads=threads, filter=filt)
+        threads = 1 if allowed is not None else self.threads
+        ids, d = self._index.knn_query(queries, k=k, num_threads=threads, filter=allowed)
         return self._distances(d).astype(np.float32), ids.astype(np.int64)
 
     def _searcher(self, k: int, params: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
