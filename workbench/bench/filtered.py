@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import DimensionError, WorkbenchError
-from workbench.index.base import check_metric
+from workbench.index.base import check_metric, unit_rows
 from workbench.io import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -342,7 +342,7 @@ class FilterTarget:
         if index is not None and index.ntotal != base.shape[0]:
             raise WorkbenchError(f"index holds {index.ntotal} vectors but the base has {base.shape[0]}")
         self.metric = metric
-        self.base = _normalise(base) if metric == "cosine" else base
+        self.base = unit_rows(base) if metric == "cosine" else base
         self.sqnorms = np.einsum("ij,ij->i", self.base, self.base) if metric == "l2" else None
         self.index = index
 
@@ -362,7 +362,7 @@ class FilterTarget:
         q = np.ascontiguousarray(queries, dtype=np.float32)
         if q.ndim != 2 or q.shape[1] != self.base.shape[1]:
             raise DimensionError(f"queries have shape {q.shape}; expected (n, {self.base.shape[1]})")
-        return _normalise(q) if self.metric == "cosine" else q
+        return unit_rows(q) if self.metric == "cosine" else q
 
     def missing_distance(self) -> float:
         return math.inf if self.metric == "l2" else -math.inf
@@ -383,11 +383,6 @@ class FilterTarget:
         if self.index is None:
             raise WorkbenchError(f"strategy {strategy!r} needs an index; this target has only base vectors")
         return self.index
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.where(norms > 0, norms, 1)).astype(np.float32, copy=False)
 
 
 def _check_allowed(allowed: np.ndarray, ntotal: int) -> np.ndarray:

@@ -42,9 +42,7 @@ def _embed(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     ds = load_dataset(args.dataset)
     emb = Embedder(batch_size=args.batch_size, show_progress=not args.json)
-    texts = ds.doc_texts() + ds.query_texts()
-    if args.limit is not None:
-        texts = ds.doc_texts()[:args.limit] + ds.query_texts()[:args.limit]
+    texts = ds.doc_texts()[:args.limit] + ds.query_texts()[:args.limit]  # a None limit keeps all
     vecs = emb.encode(texts, desc=f"{ds.name}")
     stats = dict(emb.last_stats)
     stats["seconds"] = round(time.perf_counter() - start, 4)

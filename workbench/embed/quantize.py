@@ -23,6 +23,7 @@ import pandas as pd
 
 from workbench.data.vectors import METRICS, check_matrix
 from workbench.errors import DatasetError, DimensionError
+from workbench.index.base import unit_rows
 from workbench.plotting import save_png
 
 SCHEMES = ("float32", "float16", "int8", "binary")
@@ -106,7 +107,7 @@ def hamming_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def scores(queries: np.ndarray, base: np.ndarray, metric: str) -> np.ndarray:
     """Similarity of every query to every base vector, higher is better (l2: minus squared distance)."""
     if metric == "cosine":
-        queries, base = _normalise(queries), _normalise(base)
+        queries, base = unit_rows(queries), unit_rows(base)
     if metric == "l2":
         return -(np.square(queries).sum(1)[:, None] - 2 * queries @ base.T + np.square(base).sum(1)[None, :])
     return queries @ base.T
@@ -234,10 +235,6 @@ def plot_quantization_tradeoff(df: pd.DataFrame, path: str | os.PathLike, title:
     ax.set_title(f"{title}\n{sub}" if sub else title, fontsize=10)
     fig.tight_layout()
     return save_png(fig, path)
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
 
 
 def _check_dim(got: int, expected: int, what: str, against: str) -> None:

@@ -67,13 +67,18 @@ def as_matrix(x: Any, what: str, dim: int | None = None) -> np.ndarray:
     return a
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length, as float32; a zero row stays zero."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1), dtype=np.float32)
+
+
 def normalize_rows(x: np.ndarray, what: str) -> np.ndarray:
     """Unit-length copy of ``x`` (cosine); a zero vector has no direction and is an error."""
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    zero = np.flatnonzero(norms[:, 0] == 0)
+    zero = np.flatnonzero(~np.any(x, axis=1))
     if zero.size:
         raise QueryError(f"{what} contain {zero.size} zero vector(s) (no cosine direction), first at row {zero[0]}")
-    return np.ascontiguousarray(x / norms, dtype=np.float32)
+    return unit_rows(x)
 
 
 def write_index_file(path: str | Path, meta: dict[str, Any], payload: bytes) -> None:
