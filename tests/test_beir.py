@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import requires_real_data, write_beir
 
-from workbench.data import load_beir, load_dataset, list_datasets
+from workbench.data import list_datasets, load_beir, load_dataset
 from workbench.errors import DatasetError
 
 

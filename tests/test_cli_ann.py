@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from tracking_support import use_store
 
 from workbench.cli import main
-from workbench.data.vectors import save_npz, synthetic_clusters
+from workbench.vectors.formats import save_npz, synthetic_clusters
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,8 @@ def test_ann_overhead_prints_both_figures(npz, tmp_path, capsys):
     assert [r["point"] for r in payload["results"]] == ["hnswlib:M=8,ef_construction=40?ef=20",
                                                         "faiss:IVF8,Flat?nprobe=2"]
     for r in payload["results"]:
-        assert r["harness_qps"] > 0 and r["bare_qps"] > 0 and r["ratio"] == pytest.approx(r["harness_qps"] / r["bare_qps"])
+        assert r["harness_qps"] > 0 and r["bare_qps"] > 0
+        assert r["ratio"] == pytest.approx(r["harness_qps"] / r["bare_qps"])
     assert json.loads((tmp_path / "overhead.json").read_text()) == payload
 
 
@@ -67,7 +69,7 @@ def test_ann_on_a_beir_folder_embeds_documents_and_queries(tiny_beir, tmp_path, 
 
 
 def test_ann_logs_points_and_its_outputs_to_the_tracking_store(npz, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    use_store(monkeypatch, tmp_path)
     out = tmp_path / "out"
     assert main(["ann", npz, "--index", "faiss:Flat", "--k", "3", "--runs", "1", "--out", str(out)]) == 0
     capsys.readouterr()
@@ -76,6 +78,7 @@ def test_ann_logs_points_and_its_outputs_to_the_tracking_store(npz, tmp_path, ca
     point = next(r for r in runs if r["run_name"] == "faiss:Flat")
     assert point["metrics"]["recall"] == 1.0 and point["parent_run_id"]
     assert "workbench.git.commit" in point["tags"] and "workbench.version.faiss" in point["tags"]
-    report = next(r for r in runs if r["run_name"].endswith(" report"))
-    on_disk = {a["path"] for a in report["artifacts"] if Path(a["local_path"]).is_file()}
-    assert {"results.parquet", "summary.json", "recall_qps.png"} <= on_disk
+    parent = next(r for r in runs if r["run_id"] == point["parent_run_id"])
+    assert parent["metrics"]["n_points"] == 1 and parent["params"]["specs"] == "faiss:Flat"
+    on_disk = {a["path"] for a in parent["artifacts"] if Path(a["local_path"]).is_file()}
+    assert {"report/results.parquet", "report/summary.json", "report/recall_qps.png"} <= on_disk

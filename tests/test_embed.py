@@ -8,9 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench.embed import Embedder, check_dim
+from workbench.data.sentences import sentence_split
+from workbench.embed import Embedder
 from workbench.embed.cache import CorruptCacheEntry, EmbeddingCache
-from workbench.errors import DimensionError, ModelUnavailableError
+from workbench.embed.sets import load_vector_set, sentence_vectors
+from workbench.errors import DatasetError, DimensionError, ModelUnavailableError
+from workbench.vectors.formats import save_npz
 
 TEXTS = ["the wing flutters at high speed", "boundary layer transition", "heat transfer", "the wing flutters at high speed"]
 
@@ -81,9 +84,10 @@ def test_cache_entry_with_wrong_dimension(tmp_path: Path) -> None:
         assert cache.get("ab" * 32, 384) is None
 
 
-def test_check_dim_names_both_numbers() -> None:
-    with pytest.raises(DimensionError, match="query vectors have dimension 383, expected 384"):
-        check_dim(384, np.zeros((2, 383), dtype=np.float32), "query vectors")
+def test_model_output_of_the_wrong_dimension_is_refused(embedder: Embedder, monkeypatch) -> None:
+    monkeypatch.setattr(embedder, "_encode_uncached", lambda texts: np.zeros((len(texts), 383), np.float32))
+    with pytest.raises(DimensionError, match="model output: dimension 383, expected 384"):
+        embedder.encode(["a text the cache has not seen"])
 
 
 def test_model_package_missing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,3 +101,34 @@ def test_model_package_missing(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_encode_rejects_a_single_string(embedder: Embedder) -> None:
     with pytest.raises(TypeError, match="sequence of texts"):
         embedder.encode("one string")
+
+
+def test_sentence_set_texts_split_then_embedded(tiny_beir: Path, embedder: Embedder) -> None:
+    texts, held = sentence_split(n_queries=2, seed=0, collections=(str(tiny_beir),))
+    # "title. text" cut after ". ": five distinct segments, in document order
+    assert texts == ["Wing flutter", "flutter of swept wings at high speed", "Boundary layers",
+                     "laminar boundary layer on a flat plate", "heat transfer in hypersonic flow"]
+    assert held.sum() == 2
+    again, held_again = sentence_split(n_queries=2, seed=0, collections=(str(tiny_beir),))
+    assert again == texts and held_again.tolist() == held.tolist()          # seeded
+    vs = sentence_vectors(n_queries=2, collections=(str(tiny_beir),), embedder=embedder)
+    assert (vs.n, vs.n_queries, vs.dim, vs.metric) == (3, 2, 384, "cosine")
+    queries = [t for t, h in zip(texts, held) if h]
+    np.testing.assert_allclose(vs.queries, embedder.encode(queries), atol=1e-6)
+    with pytest.raises(DatasetError, match="5 queries requested but only 5 segments"):
+        sentence_split(n_queries=5, collections=(str(tiny_beir),))
+
+
+def test_load_vector_set_resolves_synthetic_and_files(tmp_path: Path) -> None:
+    vs, source = load_vector_set("synthetic:n=50,dim=4,queries=5,metric=l2")
+    assert (vs.n, vs.dim, vs.n_queries, vs.metric) == (50, 4, 5, "l2")
+    assert source == "synthetic:n=50,dim=4,queries=5,metric=l2"
+    path = tmp_path / "s.npz"
+    save_npz(vs, path)
+    back, source = load_vector_set(str(path))
+    assert source == str(path)
+    np.testing.assert_array_equal(back.base, vs.base)
+    with pytest.raises(DatasetError, match="n must be an integer, got 'abc'"):
+        load_vector_set("synthetic:n=abc")
+    with pytest.raises(DatasetError, match="got 'bogus=1'"):
+        load_vector_set("synthetic:bogus=1")

@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from workbench.hybrid.evaluate import MetricError, evaluate, per_query
-from workbench.hybrid.runs import Run, RunError, read_trec, strictly_decreasing, write_trec
+from workbench.errors import MetricError, RunError
+from workbench.hybrid.evaluate import evaluate, per_query
+from workbench.hybrid.runs import Run, read_trec, strictly_decreasing, write_trec
 from workbench.hybrid.significance import compare, win_tie_loss
 from workbench.hybrid.tuning import Candidate, cross_validate, kfold
 

@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 
 from workbench.cli import main
-from workbench.features.leakage import build_store, fit_logistic, leakage_experiment, predict, roc_auc
+from workbench.features.leakage import (
+    build_store,
+    fit_logistic,
+    leakage_experiment,
+    predict,
+    roc_auc,
+)
 from workbench.features.synth import EPOCH, fraud_stream
 
 
@@ -20,22 +26,23 @@ def run_json(capsys, argv: list[str]) -> dict:
 
 def test_bench_methods_agree(tmp_path, capsys):
     out = run_json(capsys, ["features", "bench", "--entities", "3000", "--features", "40000", "--updates-per-key", "20",
-                            "--sample", "300", "--threads", "1", "--no-track", "--json", "--out", str(tmp_path / "b.json")])
+                            "--sample", "300", "--threads", "1", "--no-track", "--json", "--out", str(tmp_path)])
     res = {r["method"]: r for r in out["results"]}
     assert set(res) == {"duckdb_2views", "duckdb_1view", "merge_asof_1view", "range_join_sample"}
     assert all("error" not in r for r in res.values())
     assert res["merge_asof_1view"]["agrees_with_duckdb"] and res["range_join_sample"]["agrees_with_duckdb"]
     assert res["duckdb_2views"]["rows"] == 3000 and res["range_join_sample"]["rows"] == 300
-    assert json.loads((tmp_path / "b.json").read_text())["n_features"] == 40000
+    assert json.loads((tmp_path / "bench.json").read_text())["n_features"] == 40000
+    assert out["written"] == str(tmp_path / "bench.json")
 
 
 def test_sweep_and_out_of_core(tmp_path, capsys):
     out = run_json(capsys, ["features", "sweep", "--entities", "1000", "--features", "10000", "--updates", "5,500",
-                            "--sample", "200", "--threads", "1", "--no-track", "--json", "--out", str(tmp_path / "s.json")])
+                            "--sample", "200", "--threads", "1", "--no-track", "--json", "--out", str(tmp_path)])
     assert {r["updates_per_key"] for r in out["results"]} == {5, 500}
     assert all(r.get("agrees_with_duckdb", True) for r in out["results"])
     out = run_json(capsys, ["features", "ooc", "--rows", "200000", "--entities", "5000", "--memory-limit", "30MB",
-                            "--threads", "1", "--no-track", "--json", "--out", str(tmp_path / "o.json")])
+                            "--threads", "1", "--no-track", "--json", "--out", str(tmp_path)])
     assert out["rows"] == 5000 and out["peak_spill_bytes"] >= 0 and out["matched_fraction"] > 0.9
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pandas as pd
+from features_reference import pit_join, utc, window_aggregates
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features_reference import pit_join, utc, window_aggregates
 from workbench.features import FeatureStore, FeatureView
 
 BASE = pd.Timestamp("2024-03-10 06:00")  # a US DST change day, to catch zone arithmetic

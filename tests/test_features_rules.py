@@ -7,7 +7,8 @@ from datetime import timedelta
 import pandas as pd
 import pytest
 
-from workbench.features import FeatureStore, FeatureStoreError, FeatureView
+from workbench.errors import FeatureStoreError
+from workbench.features import FeatureStore, FeatureView
 
 T = pd.Timestamp  # naive = UTC
 

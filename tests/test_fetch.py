@@ -18,7 +18,13 @@ from pathlib import Path
 import pytest
 
 from workbench.data import fetch
-from workbench.data.fetch import RAW_SOURCES, fetch_dataset, parse_tagged, read_collection, write_beir
+from workbench.data.fetch import (
+    RAW_SOURCES,
+    fetch_dataset,
+    parse_tagged,
+    read_collection,
+    write_beir,
+)
 from workbench.errors import DatasetError, OfflineError
 
 CRAN_ALL = """\

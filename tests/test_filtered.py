@@ -1,4 +1,5 @@
-"""Filtered search: predicates against pandas, strategies against numpy brute force, the sweep and its CLI."""
+"""Filtered search: predicates against pandas, index filtering on attribute selections, filtered recall,
+the sweep, its runner (tracked to a real store) and its CLI."""
 
 from __future__ import annotations
 
@@ -10,22 +11,17 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from workbench.bench.filtered import (
-    EmptySelectionError,
-    FilterTarget,
-    IndexUnderTest,
-    Metadata,
-    PredicateError,
-    exact_subset,
-    filtered_recall,
-    filtered_sweep,
-    postfilter,
-    prefilter,
-    write_parquet,
-)
-from workbench.bench.sinks import CollectingSink
+from workbench.bench.filtered import IndexUnderTest, filtered_sweep, recommend
+from workbench.bench.harness import BenchSet
+from workbench.bench.reference import default_specs, ivf_lists
+from workbench.bench.results import read_results, write_results
 from workbench.cli import main
-from workbench.errors import WorkbenchError
+from workbench.errors import DatasetError, DuplicateResultError, EmptySelectionError, PredicateError, QueryError
+from workbench.index.exact import ExactIndex
+from workbench.index.faiss import FaissIndex
+from workbench.index.hnswlib import HnswlibIndex
+from workbench.index.metadata import Metadata
+from workbench.vectors.recall import TIE_EPS, recall_ties
 
 N, DIM, K = 600, 16, 10
 
@@ -41,165 +37,83 @@ def meta() -> Metadata:
     return Metadata.synthetic(N, seed=3)
 
 
-def brute_force(base: np.ndarray, queries: np.ndarray, metric: str, k: int, allowed: np.ndarray):
-    """Independent reference: score everything, mask disallowed ids, full argsort."""
-    if metric == "cosine":
-        base = base / np.linalg.norm(base, axis=1, keepdims=True)
-        queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
-    b, q = base.astype(np.float64), queries.astype(np.float64)
-    if metric == "l2":
-        key = ((q[:, None, :] - b[None, :, :]) ** 2).sum(-1)
-        score = key
-    else:
-        score = q @ b.T
-        key = -score
-    mask = np.zeros(len(base), dtype=bool)
-    mask[allowed] = True
-    key = np.where(mask[None, :], key, np.inf)
-    order = np.argsort(key, axis=1, kind="stable")[:, :k]
-    ids = np.where(np.take_along_axis(key, order, 1) < np.inf, order, -1)
-    return np.take_along_axis(score, order, 1), ids
-
-
-# ------------------------------------------------------------------------------ exact subset
-
-@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
-@pytest.mark.parametrize("n_allowed", [3, 10, 57, N])
-def test_exact_subset_equals_numpy_brute_force(vectors, metric, n_allowed):
-    base, queries = vectors
-    allowed = np.sort(np.random.default_rng(n_allowed).choice(N, n_allowed, replace=False))
-    d, ids = exact_subset(FilterTarget(base, metric), queries, K, allowed)
-    ref_d, ref_ids = brute_force(base, queries, metric, K, allowed)
-    np.testing.assert_array_equal(ids, ref_ids)
-    valid = ref_ids >= 0
-    np.testing.assert_allclose(d[valid], ref_d[valid], rtol=1e-4, atol=1e-4)
-    assert (d[~valid] == (np.inf if metric == "l2" else -np.inf)).all()
-
-
-def test_exact_subset_breaks_ties_by_id():
-    base = np.array([[1, 0], [1, 0], [0, 1], [1, 0]], dtype=np.float32)
-    _, ids = exact_subset(FilterTarget(base, "ip"), np.array([[1, 0]], np.float32), 2, np.array([0, 1, 2, 3]))
-    assert ids.tolist() == [[0, 1]]
-
-
-# ------------------------------------------------------------------------------ strategies on indexes
-
-def test_prefilter_with_flat_equals_exact_subset(vectors, meta):
-    from workbench.index.faiss import FaissIndex
-
-    base, queries = vectors
-    index = FaissIndex("Flat", metric="cosine")
+def built(index, base):
     index.build(base)
-    target = FilterTarget(base, "cosine", index)
+    return index
+
+
+# ------------------------------------------------------------------------------ index filtering on selections
+
+def test_prefilter_with_flat_equals_the_exact_subset(vectors, meta):
+    base, queries = vectors
+    flat, exact = built(FaissIndex("Flat", metric="cosine"), base), built(ExactIndex("cosine"), base)
     for predicate in ["u < 0.01", "u < 0.2", "category = 'c00' AND year >= 2000"]:
         allowed = meta.select(predicate)
-        d, ids = prefilter(target, queries, K, allowed)
-        ref_d, ref_ids = exact_subset(target, queries, K, allowed)
+        d, ids = flat.search(queries, K, allowed=allowed)
+        ref_d, ref_ids = exact.search(queries, K, allowed=allowed)
         np.testing.assert_array_equal(ids, ref_ids)
         np.testing.assert_allclose(d, ref_d, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("overfetch", [1, 2, 10])
-@pytest.mark.parametrize("selectivity", [0.005, 0.05, 0.5])
-def test_postfilter_only_returns_allowed_ids_of_the_overfetched_list(vectors, meta, overfetch, selectivity):
-    from workbench.index.faiss import FaissIndex
-
-    base, queries = vectors
-    index = FaissIndex("Flat", metric="l2")
-    index.build(base)
-    target = FilterTarget(base, "l2", index)
-    allowed = meta.select(f"u < {selectivity}")
-    _, ids = postfilter(target, queries, K, allowed, overfetch=overfetch)
-    returned = ids[ids >= 0]
-    assert np.isin(returned, allowed).all()
-    # with an exact index, post-filtering keeps exactly the allowed ids among the top k * overfetch, in order
-    _, fetched = brute_force(base, queries, "l2", K * overfetch, np.arange(N))
-    for row, top in zip(ids, fetched):
-        expected = top[np.isin(top, allowed)][:K]
-        assert row[: expected.size].tolist() == expected.tolist()
-        assert (row[expected.size:] == -1).all()
-
-
-def test_postfilter_collapses_at_low_selectivity(vectors, meta):
-    from workbench.index.faiss import FaissIndex
-
-    base, queries = vectors
-    index = FaissIndex("Flat", metric="cosine")
-    index.build(base)
-    target = FilterTarget(base, "cosine", index)
-    allowed = meta.select("u < 0.05")  # 30 of 600 ids: about K * 0.05 survive an over-fetch of 1
-    _, post = postfilter(target, queries, K, allowed, overfetch=1)
-    _, pre = prefilter(target, queries, K, allowed)
-    assert ((post >= 0).sum(axis=1) < K).all()
-    assert ((pre >= 0).sum(axis=1) == K).all()
-
-
 @pytest.mark.parametrize("predicate", ["u < 0.01", "u < 0.1", "category IN ('c01', 'c02') OR year < 1993"])
 def test_hnswlib_prefilter_honours_the_predicate(vectors, meta, predicate):
-    from workbench.index.hnswlib import HnswlibIndex
-
     base, queries = vectors
-    index = HnswlibIndex(M=8, ef_construction=100, metric="cosine")
-    index.build(base)
-    target = FilterTarget(base, "cosine", index)
+    index = built(HnswlibIndex(M=8, ef_construction=100, metric="cosine"), base)
+    exact = built(ExactIndex("cosine"), base)
     allowed = meta.select(predicate)
-    d, ids = prefilter(target, queries, K, allowed, ef=200)
+    _, ids = index.search(queries, K, allowed=allowed, ef=200)
     assert np.isin(ids[ids >= 0], allowed).all()
     assert ((ids >= 0).sum(axis=1) == min(K, allowed.size)).all()
-    recall, _ = filtered_recall(target, queries, ids, exact_subset(target, queries, K, allowed), allowed, K)
-    assert recall.mean() >= 0.95  # ef=200 on 600 vectors: near exact
+    true_d, _ = exact.search(queries, K, allowed=allowed)
+    q = exact.prepare_queries(queries)
+    assert recall_ties(exact.vectors, q, ids, true_d, K, "cosine", allowed).mean() >= 0.95  # ef=200 on 600: near exact
 
 
 @pytest.mark.parametrize("factory,params", [("HNSW16,Flat", {"efSearch": 16}), ("IVF8,Flat", {"nprobe": 2})])
-def test_faiss_prefilter_never_returns_a_disallowed_id(vectors, meta, factory, params):
-    from workbench.index.faiss import FaissIndex
-
+@pytest.mark.parametrize("mode", ["pre", "post"])
+def test_faiss_never_returns_a_disallowed_id(vectors, meta, factory, params, mode):
     base, queries = vectors
-    index = FaissIndex(factory, metric="ip")
-    index.build(base)
+    index = built(FaissIndex(factory, metric="ip"), base)
     allowed = meta.select("u < 0.03")
-    _, ids = prefilter(FilterTarget(base, "ip", index), queries, K, allowed, **params)
+    _, ids = index.search(queries, K, allowed=allowed, filter_mode=mode, overfetch=10, **params)
     assert np.isin(ids[ids >= 0], allowed).all()
 
 
-def test_allowed_ids_must_be_sorted_unique_and_in_range(vectors):
-    base, queries = vectors
-    target = FilterTarget(base, "ip")
-    with pytest.raises(WorkbenchError, match="sorted and unique: 5 then 3 at 1"):
-        exact_subset(target, queries, K, np.array([1, 5, 3]))
-    with pytest.raises(WorkbenchError, match=r"span 0..600 but the index holds ids 0..599"):
-        exact_subset(target, queries, K, np.array([0, 600]))
-    with pytest.raises(EmptySelectionError):
-        exact_subset(target, queries, K, np.array([], dtype=np.int64))
-
-
-def test_strategies_need_an_index(vectors, meta):
-    base, queries = vectors
-    with pytest.raises(WorkbenchError, match="needs an index"):
-        postfilter(FilterTarget(base, "ip"), queries, K, meta.select("u < 0.5"))
-
-
-# ------------------------------------------------------------------------------ recall
+# ------------------------------------------------------------------------------ filtered recall
 
 def test_filtered_recall_counts_ties_and_rejects_duplicates():
     base = np.array([[1.0, 0], [1.0, 0], [0.6, 0.8], [0, 1.0]], dtype=np.float32)
-    target = FilterTarget(base, "ip")
+    exact = built(ExactIndex("ip"), base)
     q = np.array([[1.0, 0]], np.float32)
     allowed = np.array([0, 1, 2, 3])
-    truth = exact_subset(target, q, 1, allowed)
-    # id 1 ties with the true top-1 (id 0): tie-aware recall counts it, id overlap does not
-    recall, overlap = filtered_recall(target, q, np.array([[1]]), truth, allowed, 1)
-    assert recall.tolist() == [1.0] and overlap.tolist() == [0.0]
+    # id 1 ties with the true top-1 (id 0): tie-aware recall counts it
+    true_d, _ = exact.search(q, 1, allowed=allowed)
+    assert recall_ties(base, q, np.array([[1]]), true_d, 1, "ip", allowed).tolist() == [1.0]
     # a selection smaller than k: the denominator is the selection's size
     small = np.array([2, 3])
-    truth = exact_subset(target, q, 4, small)
-    recall, _ = filtered_recall(target, q, np.array([[2, -1, -1, -1]]), truth, small, 4)
-    assert recall.tolist() == [0.5]
+    true_d, _ = exact.search(q, 4, allowed=small)
+    assert recall_ties(base, q, np.array([[2, -1, -1, -1]]), true_d, 4, "ip", small).tolist() == [0.5]
     # a disallowed id never counts, even when it is the closest
-    recall, _ = filtered_recall(target, q, np.array([[0, 2, 3, -1]]), truth, small, 4)
-    assert recall.tolist() == [1.0]
-    with pytest.raises(WorkbenchError, match="query 0: result repeats id 2"):
-        filtered_recall(target, q, np.array([[2, 2, -1, -1]]), truth, small, 4)
+    assert recall_ties(base, q, np.array([[0, 2, 3, -1]]), true_d, 4, "ip", small).tolist() == [1.0]
+    with pytest.raises(DuplicateResultError, match="query 0: id 2 appears more than once"):
+        recall_ties(base, q, np.array([[2, 2, -1, -1]]), true_d, 4, "ip", small)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip"])
+def test_similarity_recall_is_the_old_filtered_rule(vectors, meta, metric):
+    """For similarities the kernel's ``-s <= -kth + eps`` is the old filtered rule ``s >= kth - eps``: the
+    filtered figures (cosine) keep their values. Only l2 moved, from squared to plain Euclidean slack."""
+    base, queries = vectors
+    hnsw, exact = built(HnswlibIndex(M=4, ef_construction=20, metric=metric), base), built(ExactIndex(metric), base)
+    b, q = exact.vectors, exact.prepare_queries(queries)
+    for predicate in ("u < 0.05", "u < 0.5"):
+        allowed = meta.select(predicate)
+        true_d, _ = exact.search(queries, K, allowed=allowed)
+        _, ids = hnsw.search(queries, K, allowed=allowed, filter_mode="post", overfetch=2, ef=10)
+        n = min(K, allowed.size)
+        found = np.where(ids >= 0, np.einsum("qd,qkd->qk", q, b[np.maximum(ids, 0)]), -np.inf)
+        old = ((found >= true_d[:, n - 1:n] - TIE_EPS) & np.isin(ids, allowed)).sum(axis=1) / n
+        np.testing.assert_array_equal(recall_ties(b, q, ids, true_d, K, metric, allowed), np.minimum(old, 1.0))
 
 
 # ------------------------------------------------------------------------------ predicates
@@ -326,26 +240,20 @@ def _hypothesis_meta() -> Metadata:
     return _META_CACHE[0]
 
 
-# ------------------------------------------------------------------------------ the sweep and its CLI
+# ------------------------------------------------------------------------------ the sweep, runner and CLI
 
-def test_sweep_rows_sink_and_parquet(vectors, meta, tmp_path):
-    from workbench.index.faiss import FaissIndex
-    from workbench.index.hnswlib import HnswlibIndex
-
+def test_sweep_rows_callback_and_parquet(vectors, meta, tmp_path):
     base, queries = vectors
-    flat = FaissIndex("Flat", metric="cosine")
-    flat.build(base)
-    hnsw = HnswlibIndex(M=8, ef_construction=50, metric="cosine")
-    hnsw.build(base)
-    sink = CollectingSink()
+    flat = built(FaissIndex("Flat", metric="cosine"), base)
+    hnsw = built(HnswlibIndex(M=8, ef_construction=50, metric="cosine"), base)
+    rows: list[dict] = []
     frame = filtered_sweep(base, queries, "cosine", meta,
                            [IndexUnderTest(flat.label, flat), IndexUnderTest(hnsw.label, hnsw, {"ef": 64})],
-                           k=K, selectivities=(0.01, 0.5), overfetch=(1, 10), runs=1, dataset="tiny", sink=sink,
-                           progress=False)
-    rows = sink.points
+                           k=K, selectivities=(0.01, 0.5), overfetch=(1, 10), runs=1, dataset="tiny",
+                           on_point=rows.append, progress=False)
     # per selectivity: exact + 2 indexes x (prefilter + 2 post-filters)
     assert len(frame) == len(rows) == 2 * (1 + 2 * 3)
-    assert rows[0]["strategy"] == "exact_subset"
+    assert rows[0]["strategy"] == "exact_subset" and rows[0]["index"] == "exact"
     assert (frame["n_disallowed"] == 0).all()
     assert (frame.loc[frame["strategy"] == "exact_subset", "recall"] == 1.0).all()
     flat_pre = frame[(frame["index"] == flat.label) & (frame["strategy"] == "prefilter")]
@@ -357,14 +265,52 @@ def test_sweep_rows_sink_and_parquet(vectors, meta, tmp_path):
     post1 = frame[(frame["strategy"] == "postfilter") & (frame["overfetch"] == 1) & (frame["selectivity"] == 0.5)]
     assert (post1["frac_short"] > 0.5).all() and (post1["recall"] < 0.8).all()
     assert {"p50_ms", "p95_ms", "qps", "select_ms", "recall_ids", "mean_results"} <= set(frame.columns)
-    path = write_parquet(frame, tmp_path / "filtered.parquet")
-    pd.testing.assert_frame_equal(pd.read_parquet(path), frame)
+    write_results(frame, tmp_path / "filtered.parquet")
+    pd.testing.assert_frame_equal(read_results(tmp_path / "filtered.parquet"), frame)
 
 
-def test_sweep_rejects_mismatched_metadata(vectors):
+def test_sweep_rejects_bad_input(vectors, meta):
     base, queries = vectors
-    with pytest.raises(WorkbenchError, match="has 10 rows but the base has 600 vectors"):
+    with pytest.raises(DatasetError, match="has 10 rows but the base has 600 vectors"):
         filtered_sweep(base, queries, "cosine", Metadata.synthetic(10), [], progress=False)
+    with pytest.raises(QueryError, match="unknown strategy 'inside'"):
+        filtered_sweep(base, queries, "cosine", meta, [], strategies=("inside",), progress=False)
+
+
+def test_one_ivf_list_rule_for_both_default_sweeps():
+    assert [ivf_lists(n) for n in (100, 4000, 20_000, 46_000, 50_000, 10**7)] == [8, 64, 128, 256, 256, 1024]
+    for n in (4000, 20_000, 46_000):
+        ivf = f"faiss:IVF{ivf_lists(n)},Flat"
+        assert any(s.label == ivf for s in default_specs(n, 64, sweep="filtered"))
+        assert any(s.label == ivf for s in default_specs(n, 64))
+    assert [s.text for s in default_specs(20_000, 64, sweep="filtered")] == [
+        "faiss:Flat", "faiss:HNSW32,Flat?efSearch=64", "faiss:IVF128,Flat?nprobe=16",
+        "hnswlib:M=16,ef_construction=200?ef=64"]
+
+
+def test_runner_logs_each_row_and_the_report_to_a_real_store(tmp_path):
+    from workbench.runners.filtered import run_filtered, tracking_sink
+    from workbench.tracking.experiments import FILTERED_SEARCH
+    from workbench.tracking.query import runs_frame
+    from workbench.tracking.store import Store
+
+    rng = np.random.default_rng(1)
+    data = BenchSet.from_vectors("tiny", rng.standard_normal((300, 8)), rng.standard_normal((5, 8)), "ip",
+                                 gt_cache=False, progress=False)
+    store = Store.in_folder(tmp_path / "store")
+    result = run_filtered(data, tmp_path / "out", specs=["faiss:Flat", "exact"], k=5, selectivities=(0.1,),
+                          overfetch=(2,), sink=tracking_sink(store), progress=False)
+    frame, summary = result.frame, result.summary
+    assert len(frame) == 3 and summary["specs"] == ["faiss:Flat"]   # the exact subset is always there, once
+    assert summary["fastest_at_recall_0.9"] == recommend(frame).to_dict("records")
+    assert set(result.figures) == {"recall", "latency"} and all(p.stat().st_size for p in result.figures.values())
+    runs = runs_frame(store, FILTERED_SEARCH)
+    children = runs[runs["tags.kind"] == "filtered-search"].set_index("run_name")
+    assert len(children) == 3 and len(runs) == 4      # three rows under one parent sweep
+    exact = children.loc["filtered exact subset s=0.1"]
+    assert exact["metrics.recall"] == 1.0 and exact["params.strategy"] == "exact_subset"
+    assert children.loc["filtered faiss:Flat postfilter x2 s=0.1", "params.overfetch"] == "2"
+    assert exact["tags.mlflow.parentRunId"] == runs.loc[runs["run_name"] == "filtered tiny", "run_id"].iloc[0]
 
 
 def test_cli_writes_results_and_plots(tmp_path, capsys, monkeypatch):
@@ -375,8 +321,8 @@ def test_cli_writes_results_and_plots(tmp_path, capsys, monkeypatch):
              queries=rng.standard_normal((6, 8)).astype(np.float32))
     out = tmp_path / "out"
     rc = main(["filtered", str(data), "--out", str(out), "--json", "--k", "5", "--index", "faiss:Flat",
-                "--index", "hnswlib:M=8,ef_construction=40?ef=32", "--selectivity", "0.01,0.2",
-                "--overfetch", "2", "--no-tracking"])
+               "--index", "hnswlib:M=8,ef_construction=40?ef=32", "--selectivity", "0.01,0.2",
+               "--overfetch", "2", "--no-track"])
     assert rc == 0
     payload = json.loads(capsys.readouterr().out)
     frame = pd.read_parquet(out / "filtered.parquet")
@@ -386,29 +332,16 @@ def test_cli_writes_results_and_plots(tmp_path, capsys, monkeypatch):
     assert payload["recall"]["exact subset"]["20%"] == 1.0
 
 
-def test_cli_bad_selectivity_is_an_error_not_a_traceback(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("argv, message", [
+    (["--selectivity", "0.5,2"], "selectivity must be in (0, 1], got 2.0"),
+    (["--overfetch", "0"], "over-fetch factors must be positive integers, got [0]"),
+    (["--queries", "0"], "n_queries must be a positive integer, got 0"),
+    (["--index", "faiss:IVF8,Flat?nprobe=2.5"], "nprobe: '2.5' is not an integer"),
+])
+def test_cli_bad_input_is_an_error_not_a_traceback(tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "cache"))
     data = tmp_path / "tiny.npz"
     np.savez(data, base=np.ones((50, 4), np.float32), queries=np.ones((2, 4), np.float32))
-    rc = main(["filtered", str(data), "--out", str(tmp_path / "o"), "--selectivity", "0.5,2"])
+    rc = main(["filtered", str(data), "--out", str(tmp_path / "o"), "--no-track", *argv])
     assert rc == 2
-    assert "selectivity must be in (0, 1], got 2.0" in capsys.readouterr().err
-
-
-def test_run_filtered_logs_each_row_through_tracking(tmp_path, monkeypatch):
-    import workbench.tracking as tracking
-    from workbench.bench.filtered import recommend, run_filtered
-
-    calls: list[dict] = []
-    monkeypatch.setattr(tracking, "log_run", lambda **kw: calls.append(kw))
-    rng = np.random.default_rng(1)
-    base, queries = rng.standard_normal((300, 8)).astype(np.float32), rng.standard_normal((5, 8)).astype(np.float32)
-    frame, summary = run_filtered(base, queries, "ip", tmp_path, specs=["faiss:Flat"], k=5, selectivities=(0.1,),
-                                  overfetch=(2,), dataset={"name": "tiny", "digest": "abc", "source": "test"},
-                                  progress=False)
-    assert len(calls) == len(frame) == 3  # children of one parent run in the (test) store
-    assert {c["experiment"] for c in calls} == {"index-benchmarks"}
-    assert calls[0]["metrics"]["recall"] == 1.0 and calls[0]["params"]["strategy"] == "exact_subset"
-    assert calls[2]["params"]["overfetch"] == 2 and calls[2]["dataset"]["digest"] == "abc"
-    assert summary["fastest_at_recall_0.9"] == recommend(frame).to_dict("records")
-    assert recommend(frame)["recall"].min() >= 0.9
+    assert message in capsys.readouterr().err

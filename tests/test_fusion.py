@@ -7,8 +7,9 @@ import copy
 import numpy as np
 import pytest
 
+from workbench.errors import RunError
 from workbench.hybrid.fusion import fuse, minmax, tmm, zscore
-from workbench.hybrid.runs import Run, RunError
+from workbench.hybrid.runs import Run
 
 DOCS = [f"d{i}" for i in range(6)]
 

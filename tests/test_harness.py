@@ -1,23 +1,20 @@
-"""The sweep runner: rows, Flat recall 1.0, resumability, the results sink, the panel callback."""
+"""The sweep harness: rows, Flat recall 1.0, resumability, the point callback, the panel callback."""
 
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-import workbench
 from workbench.bench.harness import BenchSet, run_sweep, time_single_queries
 from workbench.bench.panel import panel_update, swept_parameter
 from workbench.bench.results import read_results, write_results
-from workbench.bench.sinks import CollectingSink, TrackingSink
-from workbench.data.vectors import synthetic_clusters
-from workbench.index.base import QueryError
+from workbench.errors import QueryError
 from workbench.index.metrics import METRICS
 from workbench.index.spec import parse_spec
+from workbench.vectors.formats import synthetic_clusters
 
 SPECS = ["faiss:Flat", "faiss:IVF16,Flat?nprobe=1,4", "hnswlib:M=8,ef_construction=40?ef=10,40"]
 
@@ -28,15 +25,15 @@ def data(tmp_path_factory):
     return BenchSet.from_vector_set(vs, gt_cache=tmp_path_factory.mktemp("gt"), progress=False)
 
 
-def sweep(data, out, sink=None, specs=SPECS):
+def sweep(data, out, points=None, specs=SPECS):
     return run_sweep(data, [parse_spec(s) for s in specs], k=5, out_dir=out, runs=2, warmup=5,
-                     sink=sink or CollectingSink(), progress=False)
+                     on_point=None if points is None else points.append, progress=False)
 
 
 def test_rows_columns_and_flat_recall(data, tmp_path):
-    sink = CollectingSink()
-    df = sweep(data, tmp_path, sink)
-    assert len(df) == 5 and len(sink.points) == 5 and len(sink.sweeps) == 1
+    points: list = []
+    df = sweep(data, tmp_path, points)
+    assert len(df) == 5 and [p["point"] for p in points] == df["point"].tolist()
     for col in ("index", "build_params", "query_params", "k", "recall", "recall_ids", "qps", "batch_qps",
                 "p50_ms", "p95_ms", "p99_ms", "build_s", "size_bytes", *METRICS):
         assert col in df.columns
@@ -49,22 +46,22 @@ def test_rows_columns_and_flat_recall(data, tmp_path):
 
 def test_sweep_resumes_and_skips_measured_points(data, tmp_path):
     first = sweep(data, tmp_path)
-    sink = CollectingSink()
-    again = sweep(data, tmp_path, sink)
-    assert sink.points == [] and len(again) == len(first)
+    points: list = []
+    again = sweep(data, tmp_path, points)
+    assert points == [] and len(again) == len(first)
     # lose two points (as if interrupted): only those are measured again
     kept = first[~first["point"].isin(["faiss:IVF16,Flat?nprobe=4", "hnswlib:M=8,ef_construction=40?ef=40"])]
     write_results(kept, tmp_path / "results.parquet")
-    sink = CollectingSink()
-    resumed = sweep(data, tmp_path, sink)
-    assert sorted(p["point"] for p in sink.points) == ["faiss:IVF16,Flat?nprobe=4",
+    points = []
+    resumed = sweep(data, tmp_path, points)
+    assert sorted(p["point"] for p in points) == ["faiss:IVF16,Flat?nprobe=4",
                                                        "hnswlib:M=8,ef_construction=40?ef=40"]
     assert len(resumed) == 5
 
 
 def test_k_beyond_the_data_or_empty_queries(data):
     with pytest.raises(QueryError, match="k=2000 is larger than the data set \\(1500 vectors\\)"):
-        run_sweep(data, [parse_spec("faiss:Flat")], k=2000, sink=CollectingSink(), progress=False)
+        run_sweep(data, [parse_spec("faiss:Flat")], k=2000, progress=False)
     with pytest.raises(QueryError, match="the query set is empty"):
         BenchSet.from_vectors("x", np.ones((10, 4)), np.empty((0, 4)), "l2", gt_cache=False)
 
@@ -72,33 +69,6 @@ def test_k_beyond_the_data_or_empty_queries(data):
 def test_single_query_timing_returns_results_in_order():
     walls, lat, out = time_single_queries(lambda r: r * 2, [np.array([i]) for i in range(10)], runs=3, warmup=2)
     assert len(walls) == 3 and lat.shape == (10,) and [int(o[0]) for o in out] == list(range(0, 20, 2))
-
-
-def test_tracking_sink_fails_soft_without_the_tracking_package(data, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "workbench.tracking", None)     # import now raises ImportError
-    with pytest.warns(RuntimeWarning, match="workbench.tracking is unavailable"):
-        df = sweep(data, tmp_path, TrackingSink(), specs=["faiss:Flat"])
-    assert len(df) == 1
-
-
-def test_tracking_sink_logs_a_parent_and_children(data, tmp_path, monkeypatch):
-    import contextlib
-    import types
-
-    calls = []
-
-    @contextlib.contextmanager
-    def parent_run(**kw):
-        calls.append(("parent", kw["run_name"]))
-        yield "p1"
-
-    fake = types.SimpleNamespace(parent_run=parent_run,
-                                 log_run=lambda **kw: calls.append(("child", kw["run_name"], kw["metrics"]["recall"])))
-    monkeypatch.setitem(sys.modules, "workbench.tracking", fake)
-    # `import workbench.tracking` reads the package attribute first when another test imported it already
-    monkeypatch.setattr(workbench, "tracking", fake, raising=False)
-    sweep(data, tmp_path, TrackingSink(), specs=["faiss:Flat"])
-    assert calls[0][0] == "parent" and calls[1] == ("child", "faiss:Flat", 1.0)
 
 
 def test_panel_callback_moves_the_point(data, tmp_path):
@@ -119,7 +89,11 @@ def test_panel_callback_moves_the_point(data, tmp_path):
 
 
 def test_default_sweeps_cover_every_family():
-    from workbench.bench.reference import default_specs, family_tour_specs, reference_specs
+    from workbench.bench.reference import (
+        default_specs,
+        family_tour_specs,
+        reference_specs,
+    )
 
     families = {s.make("cosine").family for s in default_specs(50_000, 384)}
     assert families == {"faiss:Flat", "faiss:SQfp16", "hnswlib:HNSW", "faiss:HNSW,Flat", "faiss:HNSW,SQ8",
@@ -137,7 +111,7 @@ def test_make_panel_builds_the_widgets_and_redraws_on_change(data, tmp_path):
     from workbench.index.spec import parse_spec
 
     df = run_sweep(data, [parse_spec("faiss:HNSW16,Flat?efSearch=8,32")], k=10, out_dir=tmp_path, runs=1,
-                   sink=CollectingSink(), progress=False)
+                   progress=False)
     panel = make_panel(df)
     dropdown, slider, _ = panel.children
     assert slider.description == "efSearch" and list(slider.options) == [8, 32]

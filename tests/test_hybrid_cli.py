@@ -9,11 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import write_beir
+from tracking_support import use_store
+
 from workbench.cli import main
-from workbench.hybrid import experiment
 from workbench.hybrid.runs import read_trec
+from workbench.runners.hybrid import run_hybrid
+from workbench.tracking.query import runs_frame
+from workbench.tracking.store import Store, client
 
 TOPICS = ["wing flutter", "boundary layer", "heat transfer", "shock wave", "jet noise", "panel buckling"]
 
@@ -44,14 +47,16 @@ def collection(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def sink(monkeypatch: pytest.MonkeyPatch) -> list:
-    logged: list = []
-    monkeypatch.setattr(experiment, "tracking_sink", lambda parent, children: logged.append((parent, children)))
+def fake_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("workbench.embed.embed_dataset", fake_embed_dataset)
-    return logged
 
 
-def test_hybrid_writes_metrics_runs_and_logs(collection: Path, tmp_path: Path, sink: list, capsys) -> None:
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_model: None) -> Store:
+    return use_store(monkeypatch, tmp_path / "tracking")
+
+
+def test_hybrid_writes_metrics_runs_and_logs(collection: Path, tmp_path: Path, store: Store, capsys) -> None:
     out = tmp_path / "out"
     assert main(["hybrid", str(collection), "--out", str(out), "--folds", "3", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
@@ -65,20 +70,30 @@ def test_hybrid_writes_metrics_runs_and_logs(collection: Path, tmp_path: Path, s
     assert metrics["best_single"] in ("bm25", "dense") and metrics["best_fused"] not in ("bm25", "dense")
     assert len(metrics["cv_choices"]["convex"]) == 3
     assert (out / "comparison.md").read_text().startswith("# Hybrid retrieval on mini")
-    (parent, children), = sink
-    assert parent["experiment"] == "hybrid" and parent["dataset"]["name"] == "mini"
-    assert {c["run_name"] for c in children} >= {"mini:bm25", "mini:convex"}
-    assert all(Path(a).is_file() for c in children for a in c["artifacts"])
+    runs = runs_frame(store, "hybrid")
+    (parent,) = runs[runs["run_name"] == "hybrid mini"].to_dict("records")
+    assert parent["params.folds"] == "3" and parent["tags.workbench.dataset.name"] == "mini"
+    best_fused = metrics["methods"][metrics["best_fused"]]["ndcg@10"]
+    assert parent["metrics.best_fused_ndcg_at_10"] == pytest.approx(best_fused)
+    children = runs[runs["tags.mlflow.parentRunId"] == parent["run_id"]]
+    assert set(children["run_name"]) == {f"mini:{m}" for m in metrics["methods"]}
+    bm25 = children[children["run_name"] == "mini:bm25"].iloc[0]
+    assert bm25["metrics.ndcg_at_10"] == pytest.approx(metrics["methods"]["bm25"]["ndcg@10"])
+    c = client(store.uri)
+    assert [a.path for a in c.list_artifacts(bm25["run_id"])] == ["bm25.trec"]
+    assert {a.path for a in c.list_artifacts(parent["run_id"], "results")} >= {"results/metrics.json",
+                                                                                "results/comparison.md"}
     assert not list(out.rglob(".*.tmp"))
 
 
-def test_runs_hold_at_least_100_results_where_the_corpus_allows(collection: Path, tmp_path: Path, sink: list) -> None:
-    assert main(["hybrid", str(collection), "--out", str(tmp_path / "o"), "--folds", "2"]) == 0
+def test_runs_hold_at_least_100_results_where_the_corpus_allows(collection: Path, tmp_path: Path,
+                                                                fake_model: None) -> None:
+    assert main(["hybrid", str(collection), "--out", str(tmp_path / "o"), "--folds", "2", "--no-track"]) == 0
     dense = read_trec(tmp_path / "o" / "runs" / "dense.trec", [f"d{i}" for i in range(120)])
     assert (dense.lengths() == 100).all()
 
 
-def test_bad_dataset_and_folds_are_errors(collection: Path, tmp_path: Path, sink: list, capsys) -> None:
+def test_bad_dataset_and_folds_are_errors(collection: Path, tmp_path: Path, store: Store, capsys) -> None:
     assert main(["hybrid", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "error:" in capsys.readouterr().err
     assert main(["hybrid", str(collection), "--out", str(tmp_path / "o"), "--folds", "50"]) == 2
@@ -87,21 +102,25 @@ def test_bad_dataset_and_folds_are_errors(collection: Path, tmp_path: Path, sink
 
 def test_hybrid_bench_small(collection: Path, tmp_path: Path, capsys) -> None:
     pytest.importorskip("ranx")
-    target = tmp_path / "bench.json"
     assert main(["hybrid-bench", str(collection), "--queries", "20", "--candidates", "50", "--repeats", "1",
-                 "--out", str(target)]) == 0
-    payload = json.loads(target.read_text())
+                 "--out", str(tmp_path)]) == 0
+    payload = json.loads((tmp_path / "hybrid.json").read_text())
     assert payload["bm25"][0]["dataset"] == "mini" and payload["bm25"][0]["bm25_index_and_retrieve_s"] > 0
     assert {r["method"] for r in payload["fusion"]["methods"]} == {"rrf", "convex_minmax", "convex_zscore",
                                                                   "combsum", "combmnz"}
     assert "ranx" in capsys.readouterr().out
 
 
-def test_weight_slider_callback_and_figures(collection: Path, tmp_path: Path, sink: list) -> None:
+def test_weight_slider_callback_and_figures(collection: Path, tmp_path: Path, fake_model: None) -> None:
     """The notebook's widget callback is a plain function: call it directly."""
-    from workbench.hybrid.plots import plot_per_query_differences, plot_weight_curves, weight_view, wins_losses
+    from workbench.hybrid.plots import (
+        plot_per_query_differences,
+        plot_weight_curves,
+        weight_view,
+        wins_losses,
+    )
 
-    res = {"mini": experiment.run_hybrid(collection, folds=2, sink=None)}
+    res = {"mini": run_hybrid(collection, folds=2)}
     view = weight_view(res, 0.33, norm="minmax")
     curve = res["mini"].weight_curve
     expected = curve[(curve["norm"] == "minmax") & (curve["weight"] == 0.3)]["ndcg@10"].item()

@@ -6,7 +6,6 @@ Embeddings come from the cache (the first run embeds the collections, a few minu
 from __future__ import annotations
 
 import pytest
-
 from conftest import requires_real_data
 
 REFERENCE = {  # bm25, dense, rrf
@@ -21,7 +20,7 @@ REFERENCE = {  # bm25, dense, rrf
 @pytest.mark.parametrize("name", list(REFERENCE))
 def test_reference_figures(name: str) -> None:
     from workbench.embed import Embedder
-    from workbench.hybrid.experiment import run_hybrid
+    from workbench.runners.hybrid import run_hybrid
 
     result = run_hybrid(name, folds=5, embedder=Embedder(show_progress=False), sink=None)
     m = result.metrics

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench.data.vectors import synthetic_clusters
-from workbench.index.base import IndexSpecError
+from workbench.errors import IndexSpecError
 from workbench.index.faiss import FaissIndex
-from workbench.index.groundtruth import exact_knn, prepare
-from workbench.index.metrics import recall_ties
+from workbench.vectors.formats import synthetic_clusters
+from workbench.vectors.kernel import exact_topk, prepare
+from workbench.vectors.recall import recall_ties
 
 FACTORIES = ["Flat", "IVF16,Flat", "IVF16,SQ8", "IVF16,PQ8x4", "IVF16,PQ8x4,RFlat", "HNSW16,Flat", "HNSW16,SQ8",
              "OPQ4,IVF16,PQ4x4", "SQfp16"]
@@ -26,7 +26,7 @@ def test_flat_is_exact_in_every_metric(vs, metric):
     index.build(vs.base)
     d, i = index.search(vs.queries, 10)
     base, q = prepare(vs.base, metric, "b"), prepare(vs.queries, metric, "q")
-    gd, gi = exact_knn(base, q, 10, metric, progress=False)
+    gd, gi = exact_topk(base, q, 10, metric)
     assert recall_ties(base, q, i, gd, 10, metric).mean() == 1.0
     np.testing.assert_allclose(d, gd, rtol=1e-4, atol=1e-4)    # similarity for cosine/ip, squared L2 for l2
 
@@ -54,14 +54,14 @@ def test_query_parameters_are_per_call_and_do_not_leak(vs):
     np.testing.assert_array_equal(default, again)
     assert index.effective_query_params() == {"nprobe": 1}
     assert index.effective_query_params(nprobe=16) == {"nprobe": 16}
-    gd, gi = exact_knn(vs.base, vs.queries, 10, "l2", progress=False)
+    gd, gi = exact_topk(vs.base, vs.queries, 10, "l2")
     assert recall_ties(vs.base, vs.queries, wide, gd, 10, "l2").mean() == 1.0   # all lists probed = exact
 
 
 def test_refine_and_hnsw_parameters(vs):
     refine = FaissIndex("IVF16,PQ8x4,RFlat", "l2")
     refine.build(vs.base)
-    gd, _ = exact_knn(vs.base, vs.queries, 10, "l2", progress=False)
+    gd, _ = exact_topk(vs.base, vs.queries, 10, "l2")
     r1 = recall_ties(vs.base, vs.queries, refine.search(vs.queries, 10, nprobe=16, k_factor=1)[1], gd, 10, "l2")
     r8 = recall_ties(vs.base, vs.queries, refine.search(vs.queries, 10, nprobe=16, k_factor=8)[1], gd, 10, "l2")
     assert r8.mean() > r1.mean()

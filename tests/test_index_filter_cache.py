@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench.data.vectors import synthetic_clusters
 from workbench.index.faiss import FaissIndex
 from workbench.index.hnswlib import HnswlibIndex
+from workbench.vectors.formats import synthetic_clusters
 
 
 @pytest.mark.parametrize("make", [lambda: FaissIndex("Flat", metric="cosine"),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench.hybrid.lexical import VARIANTS, BM25Retriever, LexicalError
+from workbench.errors import LexicalError
+from workbench.hybrid.lexical import VARIANTS, BM25Retriever
 
 TEXTS = ["Flutter of swept wings at high speeds", "Laminar boundary layers on a flat plate",
          "Heat transfer in hypersonic flows", "The wing and the boundary layer interact",

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from workbench.notebooks import ci_parameters, has_parameters_cell, notebook_paths, run_notebook
+from workbench.series import (
+    ci_parameters,
+    has_parameters_cell,
+    notebook_paths,
+    run_notebook,
+)
 
 NOTEBOOKS = notebook_paths()
 IDS = [p.stem for p in NOTEBOOKS]

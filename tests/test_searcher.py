@@ -9,10 +9,11 @@ from typing import Sequence
 import numpy as np
 import pytest
 
+from workbench.errors import QueryError, SearchError
 from workbench.hybrid.lexical import BM25Retriever
 from workbench.hybrid.monitor import QualityMonitor
 from workbench.hybrid.runs import Run
-from workbench.hybrid.searcher import HybridSearcher, QueryError, ResultCache, SearchError
+from workbench.hybrid.searcher import HybridSearcher, ResultCache
 
 DOCS = ["a", "b", "c", "d"]
 
@@ -195,8 +196,8 @@ def test_dense_through_a_vector_index(make: str) -> None:
 
 
 def test_dense_bad_input() -> None:
-    from workbench.errors import DimensionError
-    from workbench.hybrid.dense import DenseError, DenseRetriever
+    from workbench.errors import DenseError, DimensionError
+    from workbench.hybrid.dense import DenseRetriever
 
     rng = np.random.default_rng(2)
     with pytest.raises(DenseError, match="5 document vectors for 4 document ids"):

@@ -11,6 +11,7 @@ import pytest
 from tracking_support import fresh_store, subprocess_env
 
 from workbench.tracking.outbox import pending
+from workbench.tracking.store import Store
 
 WORKER = """
 import sys, time
@@ -18,10 +19,11 @@ from pathlib import Path
 go = Path(sys.argv[2])
 while not go.exists():  # start together
     time.sleep(0.01)
-from workbench.tracking import log_run, parent_run
+from workbench.tracking import Store, log_run, parent_run
 worker, runs = int(sys.argv[1]), int(sys.argv[3])
-with parent_run("index-benchmarks", f"worker {worker}") as parent:
-    ids = [log_run("index-benchmarks", f"w{worker}-r{i}", params={"worker": worker, "i": i},
+store = Store.from_settings()
+with parent_run(store, "index-benchmarks", f"worker {worker}") as parent:
+    ids = [log_run(store, "index-benchmarks", f"w{worker}-r{i}", params={"worker": worker, "i": i},
                    metrics={f"m{j}": worker + i / 100 + j for j in range(10)}) for i in range(runs)]
 print(parent, sum(i is None for i in ids))
 """
@@ -45,11 +47,11 @@ def test_four_processes_logging_at_once_lose_no_run(tmp_path, monkeypatch, new_s
         assert p.returncode == 0, err[-2000:]
         parent, queued = out.split()
         assert parent != "None" and queued == "0", err[-2000:]
-    assert not pending()
+    assert not pending(tmp_path / "outbox")
 
     from workbench.tracking.query import runs_frame
 
-    df = runs_frame("index-benchmarks")
+    df = runs_frame(Store(uri, tmp_path / "outbox"), "index-benchmarks")
     children = df[df["tags.mlflow.parentRunId"].notna()]
     assert len(df) == workers * (runs + 1)
     assert sorted(children["run_name"]) == sorted(f"w{w}-r{i}" for w in range(workers) for i in range(runs))

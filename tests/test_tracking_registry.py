@@ -11,9 +11,16 @@ import pytest
 from tracking_support import subprocess_env, unit_vectors, use_store
 
 from workbench.cli import main
-from workbench.tracking import TrackingError, log_run, register_retrieval_model, set_alias, write_retrieval_bundle
+from workbench.errors import TrackingError
+from workbench.tracking import (
+    log_run,
+    predict_in_fresh_process,
+    register_retrieval_model,
+    set_alias,
+    write_retrieval_bundle,
+)
 from workbench.tracking.bundle import load_bundle
-from workbench.tracking.store import client
+from workbench.tracking.store import Store, client
 
 DATASET = {"name": "toy", "digest": "cd" * 32, "source": "synthetic"}
 N, DIM, K = 300, 16, 5
@@ -29,11 +36,11 @@ print(json.dumps({"ids": out["ids"].tolist(), "scores": out["scores"].tolist()})
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch) -> str:
+def store(tmp_path, monkeypatch) -> Store:
     return use_store(monkeypatch, tmp_path)
 
 
-def _flat_run(tmp_path, name: str = "flat", factory: str = "Flat") -> tuple[str, np.ndarray]:
+def _flat_run(store: Store, tmp_path, name: str = "flat", factory: str = "Flat") -> tuple[str, np.ndarray]:
     """A run whose artifact is a bundle of a plain faiss index over N random unit vectors."""
     import faiss
 
@@ -42,7 +49,7 @@ def _flat_run(tmp_path, name: str = "flat", factory: str = "Flat") -> tuple[str,
     index.add(base)
     bundle = write_retrieval_bundle(tmp_path / name, index, [f"doc{i}" for i in range(N)], metric="cosine",
                                     embedding_model=None, dataset=DATASET, k=K)
-    run_id = log_run("index-benchmarks", name, params={"factory": factory}, metrics={"recall": 1.0, "qps": 900},
+    run_id = log_run(store, "index-benchmarks", name, params={"factory": factory}, metrics={"recall": 1.0, "qps": 900},
                      artifacts=[bundle], dataset=DATASET, command="workbench ann")
     return run_id, base
 
@@ -62,8 +69,8 @@ def _brute_force(base: np.ndarray, queries: np.ndarray, k: int) -> list[list[str
 
 
 def test_registered_model_loads_by_alias_in_a_fresh_process(store, tmp_path):
-    run_id, base = _flat_run(tmp_path)
-    version = register_retrieval_model(run_id, "toy-retriever", alias="champion")
+    run_id, base = _flat_run(store, tmp_path)
+    version = register_retrieval_model(store, run_id, "toy-retriever", alias="champion")
     assert version.version == "1" and version.source_run_id == run_id
     queries = unit_vectors(7, DIM, seed=1)
     out = _search_in_fresh_process("models:/toy-retriever@champion", queries, 4, tmp_path)
@@ -72,9 +79,9 @@ def test_registered_model_loads_by_alias_in_a_fresh_process(store, tmp_path):
 
 
 def test_model_version_carries_lineage_and_a_model_card(store, tmp_path):
-    run_id, _ = _flat_run(tmp_path)
-    register_retrieval_model(run_id, "toy-retriever", alias="champion")
-    c = client()
+    run_id, _ = _flat_run(store, tmp_path)
+    register_retrieval_model(store, run_id, "toy-retriever", alias="champion")
+    c = client(store.uri)
     mv = c.get_model_version_by_alias("toy-retriever", "champion")
     assert mv.run_id == run_id
     assert mv.tags["workbench.source_run_id"] == run_id
@@ -91,17 +98,17 @@ def test_model_version_carries_lineage_and_a_model_card(store, tmp_path):
 
 
 def test_aliases_move_between_versions(store, tmp_path):
-    first, _ = _flat_run(tmp_path, "flat")
-    second, _ = _flat_run(tmp_path, "hnsw", factory="HNSW16,Flat")
-    register_retrieval_model(first, "toy-retriever", alias="champion")
-    register_retrieval_model(second, "toy-retriever", alias="challenger")
-    c = client()
+    first, _ = _flat_run(store, tmp_path, "flat")
+    second, _ = _flat_run(store, tmp_path, "hnsw", factory="HNSW16,Flat")
+    register_retrieval_model(store, first, "toy-retriever", alias="champion")
+    register_retrieval_model(store, second, "toy-retriever", alias="challenger")
+    c = client(store.uri)
     assert c.get_model_version_by_alias("toy-retriever", "challenger").run_id == second
-    set_alias("toy-retriever", "champion", 2)  # promote the challenger: the alias moves, no new version
+    set_alias(store, "toy-retriever", "champion", 2)  # promote the challenger: the alias moves, no new version
     assert str(c.get_model_version_by_alias("toy-retriever", "champion").version) == "2"
     assert [str(v.version) for v in c.search_model_versions("name='toy-retriever'")] == ["2", "1"]
     with pytest.raises(TrackingError, match="alias 'v2'"):
-        set_alias("toy-retriever", "v2", 1)
+        set_alias(store, "toy-retriever", "v2", 1)
 
 
 @pytest.mark.parametrize("module, make, query_params", [
@@ -114,9 +121,9 @@ def test_vector_index_bundle_registers_and_searches(store, tmp_path, module, mak
     index.build(base)
     bundle = write_retrieval_bundle(tmp_path, index, [f"doc{i}" for i in range(N)], metric="cosine",
                                     embedding_model=None, query_params=query_params)
-    run_id = log_run("index-benchmarks", index.label, artifacts=[bundle])
+    run_id = log_run(store, "index-benchmarks", index.label, artifacts=[bundle])
     assert load_bundle(bundle).config["index_class"] == f"{module}:{type(index).__name__}"
-    version = register_retrieval_model(run_id, "hnsw-retriever", alias="champion")
+    version = register_retrieval_model(store, run_id, "hnsw-retriever", alias="champion")
     queries = unit_vectors(5, DIM, seed=2)
     out = _search_in_fresh_process(version.model_uri, queries, 3, tmp_path)
     assert out["ids"] == _brute_force(base, queries, 3)  # ef=128 over 300 points is exact here
@@ -124,23 +131,23 @@ def test_vector_index_bundle_registers_and_searches(store, tmp_path, module, mak
 
 def test_registering_an_unknown_run_is_a_clear_error(store, capsys):
     with pytest.raises(TrackingError, match="no run 'deadbeef' in sqlite:///"):
-        register_retrieval_model("deadbeef", "toy-retriever")
+        register_retrieval_model(store, "deadbeef", "toy-retriever")
     assert main(["register", "deadbeef", "--name", "toy-retriever", "--alias", "champion"]) == 2
     assert "error: no run 'deadbeef'" in capsys.readouterr().err
 
 
 def test_registering_a_run_without_an_index_names_what_is_missing(store):
-    run_id = log_run("hybrid", "bm25 only", metrics={"ndcg@10": 0.4})
+    run_id = log_run(store, "hybrid", "bm25 only", metrics={"ndcg@10": 0.4})
     with pytest.raises(TrackingError, match=f"run {run_id} \\(bm25 only\\) has no 'retrieval_index' artifact"):
-        register_retrieval_model(run_id, "toy-retriever")
+        register_retrieval_model(store, run_id, "toy-retriever")
 
 
 def test_cli_register_with_alias(store, tmp_path, capsys):
-    run_id, _ = _flat_run(tmp_path)
+    run_id, _ = _flat_run(store, tmp_path)
     assert main(["register", run_id, "--name", "cli-retriever", "--alias", "challenger", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["version"] == "1" and out["load_uri"] == "models:/cli-retriever@challenger"
-    assert client().get_model_version_by_alias("cli-retriever", "challenger").run_id == run_id
+    assert client(store.uri).get_model_version_by_alias("cli-retriever", "challenger").run_id == run_id
 
 
 def test_bundle_rejects_a_changed_index_file(tmp_path):
@@ -170,13 +177,10 @@ def test_text_queries_are_embedded_with_the_bundles_model(store, tmp_path):
     index.add(emb.encode(docs))
     bundle = write_retrieval_bundle(tmp_path, index, [f"d{i}" for i in range(len(docs))], metric="cosine",
                                     embedding_model=emb.model_id, k=2)
-    run_id = log_run("hybrid", "dense", artifacts=[bundle])
-    register_retrieval_model(run_id, "text-retriever", alias="champion")
-    code = ("import mlflow, pandas as pd; m = mlflow.pyfunc.load_model('models:/text-retriever@champion'); "
-            "print(m.predict(pd.DataFrame({'query': ['flow past a wedge at mach 2', 'shell stresses']}))"
-            "['ids'].tolist())")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(),
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ids = eval(done.stdout.strip().splitlines()[-1])  # noqa: S307 - our own subprocess's list literal
-    assert [row[0] for row in ids] == ["d1", "d3"] and all(len(row) == 2 for row in ids)
+    run_id = log_run(store, "hybrid", "dense", artifacts=[bundle])
+    register_retrieval_model(store, run_id, "text-retriever", alias="champion")
+    # the fresh process is told the store's URI; nothing reaches it through the environment
+    out = predict_in_fresh_process(Store(store.uri, store.outbox), "models:/text-retriever@champion",
+                                   ["flow past a wedge at mach 2", "shell stresses"], k=2)
+    assert [row[0] for row in out["ids"]] == ["d1", "d3"] and all(len(row) == 2 for row in out["ids"])
+    assert out["seconds"] > 0

@@ -1,4 +1,4 @@
-"""Vector-set formats and the synthetic generator (workbench.data.vectors)."""
+"""Vector-set formats and the synthetic generator (workbench.vectors.formats)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,16 @@ import h5py
 import numpy as np
 import pytest
 
-from workbench.data.vectors import (VectorSet, load_vectors, read_bvecs, read_fvecs, read_ivecs, save_npz,
-                                    synthetic_clusters, write_vecs)
+from workbench.vectors.formats import (
+    VectorSet,
+    load_vectors,
+    read_bvecs,
+    read_fvecs,
+    read_ivecs,
+    save_npz,
+    synthetic_clusters,
+    write_vecs,
+)
 from workbench.errors import DatasetError, DimensionError
 
 
@@ -160,7 +168,7 @@ def test_load_errors(tmp_path):
 
 def test_vectorset_validation(arrays):
     base, queries, neighbors, distances = arrays
-    with pytest.raises(DimensionError, match="queries have dimension 7, base has 8"):
+    with pytest.raises(DimensionError, match="t: queries: dimension 7, base has 8"):
         VectorSet("t", base, queries[:, :7])
     bad = base.copy()
     bad[3, 2] = np.nan
@@ -168,9 +176,9 @@ def test_vectorset_validation(arrays):
         VectorSet("t", bad, queries)
     with pytest.raises(DatasetError, match="value 1e\\+300 at row 0, column 0 overflows float32"):
         VectorSet("t", np.full((2, 8), 1e300), queries)
-    with pytest.raises(DatasetError, match="metric 'hamming' is not one of cosine, ip, l2"):
+    with pytest.raises(DatasetError, match="t: unknown metric 'hamming'; expected one of cosine, ip, l2"):
         VectorSet("t", base, queries, "hamming")
-    with pytest.raises(DatasetError, match=r"expected a 2-D array, got shape \(8,\)"):
+    with pytest.raises(DatasetError, match=r"t: base: expected a 2-D array \(n, d\), got shape \(8,\)"):
         VectorSet("t", base[0], queries)
     with pytest.raises(DatasetError, match="dtype <U1 is not numeric"):
         VectorSet("t", np.array([["a"]]), queries)

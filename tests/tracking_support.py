@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench.tracking.store import Store
+
 
 @functools.lru_cache(maxsize=1)
 def _template() -> Path:
@@ -34,12 +36,13 @@ def fresh_store(folder: Path) -> str:
     return f"sqlite:///{db}"
 
 
-def use_store(monkeypatch, folder: Path) -> str:
-    """Point ``MLFLOW_TRACKING_URI`` and ``WORKBENCH_OUTBOX`` at a fresh store under ``folder``."""
-    uri = fresh_store(folder / "store")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setenv("WORKBENCH_OUTBOX", str(folder / "outbox"))
-    return uri
+def use_store(monkeypatch, folder: Path) -> Store:
+    """A fresh store under ``folder`` (outbox beside it), also made the settings (``MLFLOW_TRACKING_URI``,
+    ``WORKBENCH_OUTBOX``) that the CLI and subprocesses resolve it from."""
+    store = Store(fresh_store(folder / "store"), folder / "outbox")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store.uri)
+    monkeypatch.setenv("WORKBENCH_OUTBOX", str(store.outbox))
+    return store
 
 
 def closed_port() -> int:

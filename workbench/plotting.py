@@ -1,12 +1,29 @@
-"""Saving figures: every PNG the workbench writes goes through here (atomic, so a crash leaves no half file)."""
+"""Figures: the one place the matplotlib backend is chosen (:func:`pyplot`), and the one way a PNG is
+written (:func:`save_png`, atomic, so a crash leaves no half file)."""
 
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
 from workbench.io import atomic_write_bytes
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot``, on the non-interactive Agg backend unless pyplot was loaded already.
+
+    The workbench only writes figures to files, so it needs no window (and headless runs have no display);
+    a backend already in use (a notebook's inline backend) is kept. Every plotting
+    module gets pyplot here, when it draws, so importing one selects nothing."""
+    if "matplotlib.pyplot" not in sys.modules:
+        import matplotlib
+
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_png(fig: Any, path: str | Path, dpi: int = 120, close: bool = True) -> Path:
@@ -14,7 +31,5 @@ def save_png(fig: Any, path: str | Path, dpi: int = 120, close: bool = True) -> 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     if close:
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+        pyplot().close(fig)
     return atomic_write_bytes(path, buf.getvalue())

@@ -58,7 +58,8 @@ def build_report(out_dir: str | Path) -> tuple[Path, Path]:
         if s["scalars"]:
             md.append("\n| result | value |\n|---|---|")
             md += [f"| {k} | {_fmt(v)} |" for k, v in s["scalars"]]
-            rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(v))}</td></tr>" for k, v in s["scalars"])
+            rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(_fmt(v))}</td></tr>"
+                           for k, v in s["scalars"])
             body.append(f"<table><tr><th>result</th><th>value</th></tr>{rows}</table>")
     style = ("<style>body{font-family:sans-serif;max-width:1100px;margin:auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}</style>")

@@ -1,13 +1,17 @@
-"""Plots of a filtered-search sweep: recall and latency against selectivity, one panel per index."""
+"""Plots of a filtered-search sweep (``workbench.bench.filtered``): recall and latency against selectivity,
+one panel per index."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter
 
-from workbench.plotting import save_png
+from workbench.plotting import pyplot, save_png
 
 # post-filter curves darken as over-fetch grows; pre-filter and exact stand apart
 _PREFILTER_COLOR = "tab:blue"
@@ -16,8 +20,6 @@ _POSTFILTER_CMAP = "Oranges"
 
 
 def _style(strategy: str, overfetch: int | None, all_overfetch: list[int]) -> dict:
-    import matplotlib
-
     if strategy == "exact_subset":
         return dict(color=_EXACT_COLOR, linestyle="--", marker="s", markersize=4, label="exact subset")
     if strategy == "prefilter":
@@ -77,11 +79,7 @@ def plot_recall(frame: pd.DataFrame, path: str | Path, min_recall: float = 0.9) 
     ``min_recall``, also listed under the panel title), and the selectivity ``1 / overfetch`` below which
     it is expected to collapse is marked.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = _panels(frame)
     rows, cols = _grid(len(panels))
     k = int(frame["k"].iloc[0])
@@ -124,27 +122,20 @@ def plot_recall(frame: pd.DataFrame, path: str | Path, min_recall: float = 0.9) 
         top.tick_params(labelbottom=False)
     for sub in subfigs[len(panels):]:
         sub.set_visible(False)
-    handles += [matplotlib.lines.Line2D([], [], color="0.4", linestyle=":", linewidth=1.2),
-                matplotlib.lines.Line2D([], [], color="0.4", marker="o", markersize=12, markerfacecolor="none",
-                                        markeredgewidth=1.6, linestyle="none"),
-                matplotlib.lines.Line2D([], [], color="0.55", linestyle="-.", linewidth=0.9)]
+    handles += [Line2D([], [], color="0.4", linestyle=":", linewidth=1.2),
+                Line2D([], [], color="0.4", marker="o", markersize=12, markerfacecolor="none", markeredgewidth=1.6,
+                       linestyle="none"),
+                Line2D([], [], color="0.55", linestyle="-.", linewidth=0.9)]
     labels += ["selectivity = 1/over-fetch:\npost-filter expected to collapse\nto the left",
                f"largest selectivity with\nrecall < {min_recall} (collapse)", f"recall {min_recall}"]
     _legend(fig, handles, labels)
     fig.suptitle(_title(frame, f"Filtered search, recall@{k} against the exact filtered top-{k}"), fontsize=11)
-    out = save_png(fig, path)
-    plt.close(fig)
-    return out
+    return save_png(fig, path)
 
 
 def plot_latency(frame: pd.DataFrame, path: str | Path) -> Path:
     """Median single-query latency against selectivity, log-log, one panel per index."""
-    import matplotlib
-    import matplotlib.ticker
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = _panels(frame)
     rows, cols = _grid(len(panels))
     fig, axes = plt.subplots(rows, cols, figsize=(5.4 * cols, 3.9 * rows), squeeze=False, sharey=True,
@@ -157,7 +148,7 @@ def plot_latency(frame: pd.DataFrame, path: str | Path) -> Path:
                 handles.append(line)
                 labels.append(style["label"])
         ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_title(index, fontsize=10.5)
         ax.set_ylabel("p50 latency per query, ms")
         _selectivity_axis(ax, frame)
@@ -165,23 +156,12 @@ def plot_latency(frame: pd.DataFrame, path: str | Path) -> Path:
         ax.set_visible(False)
     _legend(fig, handles, labels)
     fig.suptitle(_title(frame, "Filtered search, median latency (lower is better)"), fontsize=11)
-    out = save_png(fig, path)
-    plt.close(fig)
-    return out
+    return save_png(fig, path)
 
 
-def plot_sweep(frame: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+def plot_sweep(frame: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     """Both figures of a sweep into ``out_dir``: ``filtered_recall.png`` and ``filtered_latency.png``."""
     out_dir = Path(out_dir)
-    return [plot_recall(frame, out_dir / "filtered_recall.png"),
-            plot_latency(frame, out_dir / "filtered_latency.png")]
+    return {"recall": plot_recall(frame, out_dir / "filtered_recall.png"),
+            "latency": plot_latency(frame, out_dir / "filtered_latency.png")}
 
-
-def recall_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Recall by curve (rows) and selectivity (columns), for printing."""
-    from workbench.bench.filtered import curve_label
-
-    table = frame.assign(curve=frame.apply(curve_label, axis=1)).pivot_table(
-        index="curve", columns="selectivity", values="recall", sort=False)
-    table.columns = [f"{100 * c:g}%" for c in table.columns]
-    return table.round(3).replace({np.nan: None})

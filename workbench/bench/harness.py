@@ -19,12 +19,18 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from workbench.bench.results import measured_keys, point_key, read_results, write_results
-from workbench.bench.sinks import ResultsSink, TrackingSink
-from workbench.index.base import QueryError, VectorIndex
-from workbench.index.groundtruth import GT_K, ground_truth, pair_distances, prepare, vectors_digest
+from workbench.bench.results import (
+    measured_keys,
+    point_key,
+    read_results,
+    write_results,
+)
+from workbench.errors import QueryError
+from workbench.index.base import VectorIndex
+from workbench.index.groundtruth import GT_K, ground_truth, vectors_digest
 from workbench.index.metrics import PointData, compute_metrics
 from workbench.index.spec import IndexSpec
+from workbench.vectors.kernel import pair_distances, prepare
 
 RESULTS_FILE = "results.parquet"
 
@@ -61,7 +67,7 @@ class BenchSet:
 
     @classmethod
     def from_vector_set(cls, vs: Any, source: str = "", **kw: Any) -> "BenchSet":
-        """From a ``workbench.data.vectors.VectorSet``."""
+        """From a ``workbench.vectors.formats.VectorSet``."""
         return cls.from_vectors(vs.name, vs.base, vs.queries, vs.metric, vs.neighbors, source, **kw)
 
     @property
@@ -130,21 +136,21 @@ def point_label(spec: IndexSpec, query_params: dict[str, Any]) -> str:
 
 def run_sweep(data: BenchSet, specs: Sequence[IndexSpec], k: int = 10, threads: int = 1,
               out_dir: str | Path | None = None, runs: int = 3, warmup: int = 200,
-              batch_threads: int | None = None, sink: ResultsSink | None = None, progress: bool = True,
-              sweep_name: str | None = None, budget_s: float = 10.0) -> pd.DataFrame:
+              batch_threads: int | None = None, on_point: Callable[[dict[str, Any]], None] | None = None,
+              progress: bool = True, budget_s: float = 10.0) -> pd.DataFrame:
     """Measure every (spec, query point); return all rows (earlier ones included when resuming).
 
     With ``out_dir`` the rows go to ``out_dir/results.parquet`` after each point, and points already
-    there are skipped. Each configuration is built once (on ``batch_threads`` threads) and its query
-    parameters are swept on the built index. ``sink`` defaults to the tracking layer. A point's timed
-    passes stop after ``budget_s`` seconds (at least one pass): slow exact scans would otherwise dominate.
+    there are skipped. Each configuration is built once (on ``batch_threads`` threads, default all cores)
+    and its query parameters are swept on the built index. ``on_point(row)`` is called with each newly
+    measured row, after it is on disk. A point's timed passes stop after ``budget_s`` seconds (at least
+    one pass): slow exact scans would otherwise dominate.
     """
     if k > len(data.base):
         raise QueryError(f"k={k} is larger than the data set ({len(data.base)} vectors)")
     if k > data.gt_ids.shape[1]:
         raise QueryError(f"k={k} exceeds the ground truth depth ({data.gt_ids.shape[1]})")
     batch_threads = batch_threads or os.cpu_count() or 1
-    sink = sink if sink is not None else TrackingSink()
     indexes = [spec.make(data.metric) for spec in specs]
     for index in indexes:                       # fail on a bad factory string before hours of building
         index.validate(data.base.shape[1])
@@ -163,11 +169,7 @@ def run_sweep(data: BenchSet, specs: Sequence[IndexSpec], k: int = 10, threads: 
     todo = [(spec, [qp for qp in spec.points() if point_key(base_row(spec, index, qp)) not in done])
             for spec, index in zip(specs, indexes)]
     total = sum(len(points) for _, points in todo)
-    params = {"k": k, "threads": threads, "batch_threads": batch_threads, "runs": runs, "budget_s": budget_s,
-              "specs": " ".join(s.text for s in specs)}
-    name = sweep_name or f"sweep {data.name} k={k} threads={threads}"
-    with sink.sweep(name, params, data.dataset_info), \
-            tqdm(total=total, desc="ANN points", unit="point", disable=not progress) as bar:
+    with tqdm(total=total, desc="ANN points", unit="point", disable=not progress) as bar:
         for spec, points in todo:
             if not points:
                 continue
@@ -188,6 +190,7 @@ def run_sweep(data: BenchSet, specs: Sequence[IndexSpec], k: int = 10, threads: 
                 rows.append(row)
                 if path is not None:
                     write_results(rows, path)
-                sink.point(row)
+                if on_point is not None:
+                    on_point(row)
                 bar.update()
     return pd.DataFrame(rows)

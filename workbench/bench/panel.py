@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from workbench.bench.plots import draw_recall_qps
+from workbench.plotting import pyplot
 
 
 def swept_parameter(results: pd.DataFrame, index: str) -> tuple[str | None, list[Any]]:
@@ -43,9 +44,9 @@ def panel_update(results: pd.DataFrame, index: str, value: Any, ax: Any = None) 
 def make_panel(results: pd.DataFrame) -> Any:
     """Dropdown (index) + slider (its swept parameter) + the plot; returns the widget box."""
     import ipywidgets as w
-    import matplotlib.pyplot as plt
     from IPython.display import display
 
+    plt = pyplot()
     indexes = [i for i in sorted(results["index"].unique()) if swept_parameter(results, i)[0]]
     dropdown = w.Dropdown(options=indexes, description="index")
     name, values = swept_parameter(results, indexes[0])

@@ -5,19 +5,19 @@ ann-benchmarks; a recall of exactly 1 is drawn at 1 - 1/(2 nq k), the resolution
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
-import pandas as pd  # noqa: E402
+from workbench.bench.pareto import frontier
+from workbench.plotting import pyplot, save_png
 
-from workbench.bench.pareto import frontier  # noqa: E402
-from workbench.plotting import save_png  # noqa: E402
-
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def sweep_title(df: pd.DataFrame, what: str) -> str:
@@ -33,7 +33,7 @@ def plot_recall(df: pd.DataFrame) -> np.ndarray:
 
 
 def _colors(families: list[str]) -> dict[str, tuple]:
-    cmap = plt.get_cmap("tab10" if len(families) <= 10 else "tab20")
+    cmap = pyplot().get_cmap("tab10" if len(families) <= 10 else "tab20")
     return {f: cmap(i % cmap.N) for i, f in enumerate(families)}
 
 
@@ -43,7 +43,9 @@ RECALL_TICKS = (0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.99, 0.995, 0.999, 0.
 COARSE_TICKS = (0.1, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999, 0.9999)  # for the narrower two-panel figures
 
 
-def _recall_axis(ax: plt.Axes, ticks: tuple[float, ...] = RECALL_TICKS) -> None:
+def _recall_axis(ax: "Axes", ticks: tuple[float, ...] = RECALL_TICKS) -> None:
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
     ax.set_xscale("logit")
     lo, hi = ax.get_xlim()
     ax.xaxis.set_major_locator(FixedLocator([t for t in ticks if lo <= t <= hi] or [0.5]))
@@ -61,10 +63,10 @@ def plot_recall_qps(df: pd.DataFrame, path: str | Path, y: str = "qps", title: s
 
 
 def draw_recall_qps(df: pd.DataFrame, y: str = "qps", title: str | None = None,
-                    highlight: pd.Series | None = None, ax: plt.Axes | None = None) -> tuple[plt.Figure, plt.Axes]:
+                    highlight: pd.Series | None = None, ax: "Axes | None" = None) -> tuple["Figure", "Axes"]:
     """The recall/QPS figure on ``ax`` (a new figure when None)."""
     if ax is None:
-        fig, ax = plt.subplots(figsize=(9, 5.5))
+        fig, ax = pyplot().subplots(figsize=(9, 5.5))
     else:
         fig = ax.figure
     df = df.assign(_x=plot_recall(df))
@@ -93,7 +95,9 @@ def draw_recall_qps(df: pd.DataFrame, y: str = "qps", title: str | None = None,
 
 def plot_build_size(df: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
     """Build time and bytes per vector against recall, one line per build configuration."""
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    from matplotlib.ticker import FuncFormatter
+
+    fig, axes = pyplot().subplots(1, 2, figsize=(13, 5))
     df = df.assign(_x=plot_recall(df))
     families = sorted(df["family"].unique())
     colors = _colors(families)
@@ -123,9 +127,9 @@ def plot_build_size(df: pd.DataFrame, path: str | Path, title: str | None = None
 
 def plot_parameter_effect(df: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:
     """For each build configuration with a swept query parameter: recall and QPS against that parameter."""
-    import json
+    from matplotlib.ticker import FuncFormatter
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, axes = pyplot().subplots(1, 2, figsize=(13, 4.8))
     indexes = sorted(df["index"].unique())
     colors = _colors(indexes)
     for index in indexes:

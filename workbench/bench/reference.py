@@ -1,11 +1,12 @@
-"""Named sweeps: the default sweep over every family, and the issue's reference configurations with
-the figures measured on this machine class (46K MiniLM sentence vectors, 384-d, cosine, recall@10,
-one query at a time on one thread)."""
+"""Named sweeps: the default sweeps (ANN and filtered, one IVF list rule: :func:`ivf_lists`), and the
+issue's reference configurations with the figures measured on this machine class (46K MiniLM sentence
+vectors, 384-d, cosine, recall@10, one query at a time on one thread)."""
 
 from __future__ import annotations
 
 import math
 
+from workbench.errors import IndexSpecError
 from workbench.index.spec import IndexSpec, parse_spec
 
 # point -> (recall@10, QPS) quoted in issue 3; "tops out near" for IVF-PQ without refine
@@ -23,16 +24,42 @@ REFERENCE_SPECS = (
 )
 
 
-def default_specs(n: int, dim: int) -> list[IndexSpec]:
-    """One sweep per family, sized for ``n`` vectors of dimension ``dim``.
+def ivf_lists(n: int) -> int:
+    """The IVF list count of every default sweep: about sqrt(n), a power of two between 8 and 1024.
 
-    On 50K x 384 it runs in about 5 minutes on 2 cores (``workbench ann`` with no ``--index``): IVF uses
-    256 lists (about sqrt(n) for smaller sets), PQ codes of 8 dimensions a sub-vector with 256
-    centroids (16 below 10K vectors, where 256 cannot be trained), OPQ is left out (its training alone
-    takes minutes at this size)."""
-    nlist = 256 if n >= 20_000 else max(8, 2 ** round(math.log2(math.sqrt(n))))
-    m = next(m for m in (dim // 8, dim // 4, dim // 2, dim) if m and dim % m == 0)
-    pq = f"PQ{m}" if n >= 10_000 else f"PQ{m}x4"
+    A query costs about ``nlist`` centroid comparisons plus ``nprobe * n / nlist`` list entries, smallest
+    near ``nlist = sqrt(nprobe * n)``; sqrt(n) lists also leave sqrt(n) training vectors per centroid, above
+    the 39 below which faiss's k-means warns from about 1,500 vectors on. 256 lists on the 46K sentence set
+    and on 50K vectors, 128 on 20K, 64 on 4K."""
+    return int(min(1024, max(8, 2 ** round(math.log2(math.sqrt(n))))))
+
+
+def _pq_subvectors(dim: int) -> int:
+    """Sub-vectors of 8 dimensions where ``dim`` allows (else 4, 2, 1 sub-vector)."""
+    return next(m for m in (dim // 8, dim // 4, dim // 2, dim) if m and dim % m == 0)
+
+
+def _pq(n: int, dim: int) -> str:
+    """The PQ code: 256 centroids a sub-vector, 16 below 10K vectors (too few to train 256)."""
+    m = _pq_subvectors(dim)
+    return f"PQ{m}" if n >= 10_000 else f"PQ{m}x4"
+
+
+def default_specs(n: int, dim: int, sweep: str = "ann") -> list[IndexSpec]:
+    """The default indexes of a sweep, sized for ``n`` vectors of dimension ``dim`` (IVF: ``ivf_lists(n)``).
+
+    ``sweep="ann"`` (``workbench ann`` with no ``--index``): one sweep per family; on 50K x 384 it runs in
+    about 5 minutes on 2 cores; OPQ is left out (its training alone takes minutes at this size).
+    ``sweep="filtered"`` (``workbench filtered``): Flat (pre-filtering it is exact), faiss HNSW, faiss IVF
+    and hnswlib, one operating point each."""
+    nlist = ivf_lists(n)
+    if sweep == "filtered":
+        texts = ["faiss:Flat", "faiss:HNSW32,Flat?efSearch=64", f"faiss:IVF{nlist},Flat?nprobe=16",
+                 "hnswlib:M=16,ef_construction=200?ef=64"]
+        return [parse_spec(t) for t in texts]
+    if sweep != "ann":
+        raise IndexSpecError(f"unknown default sweep {sweep!r}; expected ann or filtered")
+    pq = _pq(n, dim)
     probes = ",".join(str(p) for p in (1, 2, 4, 8, 16, 32, 64) if p <= nlist)
     texts = [
         "faiss:Flat",
@@ -56,9 +83,7 @@ def family_tour_specs(n: int, dim: int) -> list[IndexSpec]:
     """One build per family with two or three query points (notebook 02). OPQ joins from 10K vectors
     (its sub-quantizers have 256 centroids each), trained on a 10K sample for 10 rounds instead of 50
     (2.5 minutes on the sentence set on 2 cores; the full training took 5)."""
-    nlist = 256 if n >= 20_000 else max(8, 2 ** round(math.log2(math.sqrt(n))))
-    m = next(m for m in (dim // 8, dim // 4, dim // 2, dim) if m and dim % m == 0)
-    pq = f"PQ{m}" if n >= 10_000 else f"PQ{m}x4"
+    nlist, pq, m = ivf_lists(n), _pq(n, dim), _pq_subvectors(dim)
     texts = [
         "faiss:Flat",
         "faiss:SQfp16",

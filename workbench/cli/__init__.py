@@ -1,7 +1,8 @@
 """The ``workbench`` command. Each command group lives in its own module with ``register(subparsers)``.
 
 Command modules import heavy libraries (torch, faiss, mlflow) inside their handlers, so that
-``workbench --help`` stays fast.
+``workbench --help`` stays fast. Flags mean the same everywhere: ``--out DIR`` is an output folder,
+``--json`` prints the result as JSON, ``--no-track`` logs nothing to the tracking store.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import sys
 from typing import Any, Sequence
 
 from workbench.errors import WorkbenchError
+from workbench.tracking.store import Store
 
-COMMAND_MODULES = ("data", "embed", "ann", "filtered", "hybrid", "tracking", "features", "report")
+COMMAND_MODULES = ("data", "embed", "ann", "filtered", "hybrid", "tracking", "features", "report", "pg")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +40,8 @@ def emit(payload: dict[str, Any], as_json: bool, lines: Sequence[str] = ()) -> N
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The one place a command's tracking store is resolved from settings; handlers pass it down.
+    args.store = Store.from_settings()
     try:
         rc = args.func(args)
     except WorkbenchError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from workbench.cli import emit
 
@@ -12,14 +13,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     dsub = p.add_subparsers(dest="data_command", required=True)
 
     ls = dsub.add_parser("list", help="which collections are present, and where")
-    ls.add_argument("--json", action="store_true")
+    ls.add_argument("--json", action="store_true", help="print the list as JSON")
     ls.set_defaults(func=_list)
 
     fetch = dsub.add_parser("fetch", help="download a Glasgow IR collection and convert it to the BEIR layout")
     fetch.add_argument("name", help="cranfield, cisi or medline")
     fetch.add_argument("--from", dest="source", help="a local raw archive or folder instead of downloading")
-    fetch.add_argument("--dest", help="output folder (default data/NAME)")
-    fetch.add_argument("--json", action="store_true")
+    fetch.add_argument("--out", type=Path, metavar="DIR", help="output folder (default data/NAME)")
+    fetch.add_argument("--json", action="store_true", help="print the result as JSON")
     fetch.set_defaults(func=_fetch)
 
 
@@ -40,6 +41,6 @@ def _list(args: argparse.Namespace) -> int:
 def _fetch(args: argparse.Namespace) -> int:
     from workbench.data.fetch import fetch_dataset
 
-    path = fetch_dataset(args.name, dest=args.dest, source=args.source)
+    path = fetch_dataset(args.name, dest=args.out, source=args.source)
     emit({"name": args.name, "path": str(path)}, args.json, [f"{args.name}: written to {path}"])
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from workbench.cli import emit
 
@@ -12,24 +13,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dataset", help="dataset name or BEIR folder")
     p.add_argument("--limit", type=int, default=None, help="only the first N documents and queries")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_embed)
 
-    q = sub.add_parser("quantize", help="storage quantization trade-off (float16, int8, binary) on an embedded collection")
+    q = sub.add_parser("quantize",
+                       help="storage quantization trade-off (float16, int8, binary) on an embedded collection")
     q.add_argument("dataset", help="dataset name or BEIR folder")
     q.add_argument("--k", type=int, default=10)
     q.add_argument("--metric", default="cosine", choices=("cosine", "ip", "l2"))
     q.add_argument("--limit", type=int, default=None, help="first N documents and queries only")
-    q.add_argument("--out", default=None, help="output folder (default out/quantization/DATASET)")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="output folder (default <output dir>/quantization/DATASET)")
+    q.add_argument("--json", action="store_true", help="print the table as JSON")
     q.set_defaults(func=_quantize)
 
-    b = sub.add_parser("embed-bench", help="encoding throughput of the Embedder against a bare SentenceTransformer.encode")
+    b = sub.add_parser("embed-bench",
+                       help="encoding throughput of the Embedder against a bare SentenceTransformer.encode")
     b.add_argument("dataset", help="dataset name or BEIR folder")
     b.add_argument("--limit", type=int, default=1000)
     b.add_argument("--repeats", type=int, default=3)
-    b.add_argument("--out", default=None, help="where to store the figures (JSON); default out/bench/embed.json")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="output folder of embed.json (default <output dir>/bench)")
+    b.add_argument("--json", action="store_true", help="print the result as JSON")
     b.set_defaults(func=_bench)
 
 
@@ -54,12 +59,10 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _quantize(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from workbench.config import output_dir
     from workbench.embed.quantize import quantization_report
 
-    target = Path(args.out) if args.out else output_dir() / "quantization" / Path(args.dataset).name
+    target = args.out or output_dir() / "quantization" / Path(args.dataset).name
     table = quantization_report(args.dataset, target, k=args.k, metric=args.metric, limit=args.limit)
     emit({"out": str(target), "rows": table.to_dict(orient="records")}, args.json,
          [table.to_string(index=False), f"written to {target}"])
@@ -76,7 +79,7 @@ def _bench(args: argparse.Namespace) -> int:
     texts = ds.doc_texts()[:args.limit]
     result = compare_throughput(texts, repeats=args.repeats)
     result["dataset"] = ds.name
-    out = args.out or str(output_dir() / "bench" / "embed.json")
+    out = (args.out or output_dir() / "bench") / "embed.json"
     atomic_write_json(out, result)
     emit(result, args.json, [
         f"{ds.name}: {result['n_texts']} texts, best of {args.repeats}",

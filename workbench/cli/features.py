@@ -4,8 +4,8 @@
     workbench features sweep [--entities 200000] [--features 1000000] [--updates 10,100,1000,10000]
     workbench features ooc   [--rows 50000000] [--entities 1000000] [--memory-limit 1GB]
 
-Each prints a table (or ``--json``), writes it to ``--out`` (default ``<output dir>/features/<command>.json``)
-and logs it to the ``feature-store`` experiment unless ``--no-track``.
+Each prints a table (or ``--json``), writes ``DIR/<command>.json`` (``--out DIR``, default
+``<output dir>/features``) and logs it to the ``feature-store`` experiment unless ``--no-track``.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
-        p.add_argument("--out", type=Path, metavar="FILE", help="results JSON (default <output dir>/features/)")
-        p.add_argument("--no-track", action="store_true", help="do not log to the tracking store")
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--out", type=Path, metavar="DIR", help="output folder of <command>.json "
+                       "(default <output dir>/features)")
+        p.add_argument("--no-track", action="store_true", help="do not log runs to the tracking store")
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     b = cmds.add_parser("bench", help="DuckDB vs merge_asof vs brute force: time and peak memory")
     b.add_argument("--entities", type=int, default=1_000_000)
@@ -59,21 +60,22 @@ def _positive(**values: int) -> None:
             raise WorkbenchError(f"--{name.replace('_', '-')} must be positive, got {v}")
 
 
-def _finish(args: argparse.Namespace, name: str, payload: dict, lines: list[str], metrics: dict) -> int:
-    from workbench.cli import emit
+def _run(args: argparse.Namespace, bench: str, **params: object) -> dict:
     from workbench.config import output_dir
-    from workbench.io import atomic_write_json
+    from workbench.runners import features
+    from workbench.tracking.sink import NullSink
 
-    out = args.out or output_dir() / "features" / f"{name}.json"
-    atomic_write_json(out, payload)
-    payload["written"] = str(out)
-    if not args.no_track:
-        from workbench.tracking import log_run
+    sink = NullSink() if args.no_track else features.tracking_sink(args.store, f"workbench features {bench}")
+    result = features.run_features(bench, args.out or output_dir() / "features", sink=sink,
+                                   progress=lambda m: None if args.json else print(m), threads=args.threads,
+                                   **params)
+    return result.payload
 
-        params = {k: v for k, v in payload.items() if not isinstance(v, (list, dict))}
-        log_run(experiment="feature-store", run_name=f"features {name}", params=params, metrics=metrics,
-                artifacts=[out], command=f"workbench features {name}")
-    emit(payload, args.json, lines + [f"written: {out}"])
+
+def _emit(args: argparse.Namespace, payload: dict, lines: list[str]) -> int:
+    from workbench.cli import emit
+
+    emit(payload, args.json, lines + [f"written: {payload['written']}"])
     return 0
 
 
@@ -86,49 +88,40 @@ def _row(r: dict) -> str:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from workbench.features.bench import join_benchmark
-
     _positive(entities=args.entities, features=args.features, updates_per_key=args.updates_per_key,
               sample=args.sample)
-    res = join_benchmark(args.entities, args.features, args.updates_per_key, args.sample, args.threads,
-                         progress=lambda m: None if args.json else print(m))
+    res = _run(args, "bench", n_entities=args.entities, n_features=args.features,
+               updates_per_key=args.updates_per_key, sample=args.sample)
     lines = [f"point-in-time join: {res['n_entities']:,} entity rows x {res['n_features']:,} feature rows "
              f"(2 views, ~{res['updates_per_key']} updates/key), threads={args.threads or 'all'}; "
              f"ingest {res['ingest_seconds']:.1f} s; brute force on {res['sample']:,} rows"]
     lines += [_row(r) for r in res["results"]]
-    metrics = {f"{r['method']}_{k}": r[k] for r in res["results"] for k in ("seconds", "peak_mem_mb") if k in r}
-    return _finish(args, "bench", res, lines, metrics)
+    return _emit(args, res, lines)
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from workbench.features.bench import updates_sweep
-
     try:
         updates = tuple(int(u) for u in args.updates.split(","))
     except ValueError:
         raise WorkbenchError(f"--updates must be comma-separated integers, got {args.updates!r}") from None
     _positive(entities=args.entities, features=args.features, sample=args.sample, **{"updates": min(updates)})
-    res = updates_sweep(args.entities, args.features, updates, args.sample, args.threads,
-                        progress=lambda m: None if args.json else print(m))
+    res = _run(args, "sweep", n_entities=args.entities, n_features=args.features, updates=updates,
+               sample=args.sample)
     lines = [f"updates-per-key sweep: {res['n_entities']:,} entity rows x {res['n_features']:,} feature rows "
              f"(1 view), brute force on {res['sample']:,} rows, threads={args.threads or 'all'}"]
     for u in updates:
         lines.append(f" {u} updates/key")
         lines += [_row(r) for r in res["results"] if r["updates_per_key"] == u]
-    metrics = {f"{r['method']}_u{r['updates_per_key']}_seconds": r["seconds"] for r in res["results"] if "seconds" in r}
-    return _finish(args, "sweep", res, lines, metrics)
+    return _emit(args, res, lines)
 
 
 def run_ooc(args: argparse.Namespace) -> int:
-    from workbench.features.bench import out_of_core
-
     _positive(rows=args.rows, entities=args.entities, updates_per_key=args.updates_per_key)
-    res = out_of_core(args.rows, args.entities, args.updates_per_key, args.memory_limit, args.threads, args.workdir,
-                      progress=lambda m: None if args.json else print(m))
+    res = _run(args, "ooc", n_rows=args.rows, n_entities=args.entities, updates_per_key=args.updates_per_key,
+               memory_limit=args.memory_limit, workdir=args.workdir)
     lines = [f"out-of-core join: {res['n_entities']:,} entity rows x {res['feature_rows']:,} feature rows from a "
              f"DuckDB file ({res['store_file_bytes'] / 2**30:.2f} GiB), memory_limit={res['memory_limit']}",
              f"  ingest {res['ingest_seconds']:.1f} s, join {res['join_seconds']:.1f} s, "
              f"peak spill {res['peak_spill_bytes'] / 2**20:,.0f} MiB, peak RSS {res['peak_rss_mb']:,.0f} MiB, "
              f"matched {res['matched_fraction']:.3f}"]
-    metrics = {k: res[k] for k in ("ingest_seconds", "join_seconds", "peak_spill_bytes", "peak_rss_mb")}
-    return _finish(args, "ooc", res, lines, metrics)
+    return _emit(args, res, lines)

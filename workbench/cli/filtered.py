@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
     p.add_argument("--index", action="append", dest="specs", metavar="SPEC",
                    help="index SPEC as in `workbench ann` (repeatable); default: Flat, faiss HNSW32, "
-                        "faiss IVF, hnswlib M=16")
+                        "faiss IVF, hnswlib M=16. The exact subset (the ground truth) is always measured")
     p.add_argument("--k", type=int, default=10, help="neighbours per query (default 10)")
     p.add_argument("--selectivity", type=_floats, default=None, metavar="S1,S2,...",
                    help="fractions of ids allowed (default 0.001,0.003,0.01,0.03,0.1,0.3,0.5)")
@@ -44,32 +44,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="search threads (default 1)")
     p.add_argument("--runs", type=int, default=3, help="timed passes over the queries; the best counts (default 3)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic attributes")
-    p.add_argument("--no-tracking", action="store_true", help="do not log runs to the tracking store")
+    p.add_argument("--no-track", action="store_true", help="do not log runs to the tracking store")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    from workbench.bench.data import load_bench_data
-    from workbench.bench.filtered import DEFAULT_OVERFETCH, DEFAULT_SELECTIVITIES, run_filtered
-    from workbench.errors import WorkbenchError
+    # imported here so that `workbench --help` does not load faiss, DuckDB and the tracking store
+    from workbench.bench.filtered import DEFAULT_OVERFETCH, DEFAULT_SELECTIVITIES
+    from workbench.cli import emit
+    from workbench.runners.filtered import run_filtered, tracking_sink
+    from workbench.tracking.sink import NullSink
+    from workbench.tracking.store import Store
 
-    if min(args.queries, args.k, args.threads, args.runs) < 1:
-        raise WorkbenchError(f"--queries, --k, --threads and --runs must be positive, got {args.queries}, "
-                             f"{args.k}, {args.threads}, {args.runs}")
-    data = load_bench_data(args.data)
-    info = data.dataset_info
-    frame, summary = run_filtered(
-        data.base, data.queries[: args.queries], data.metric, args.out, specs=args.specs, k=args.k,
-        selectivities=args.selectivity or DEFAULT_SELECTIVITIES, overfetch=args.overfetch or DEFAULT_OVERFETCH,
-        threads=args.threads, runs=args.runs, seed=args.seed, dataset=info, track=not args.no_tracking)
-    lines = [f"filtered search on {info['name']}: {summary['n_base']} vectors, {summary['n_queries']} queries, "
-             f"k={args.k}, {args.threads} thread(s), one query at a time"]
+    sink = NullSink() if args.no_track else tracking_sink(Store.from_settings())
+    result = run_filtered(args.data, args.out, n_queries=args.queries, specs=args.specs or (), k=args.k,
+                          selectivities=args.selectivity or DEFAULT_SELECTIVITIES,
+                          overfetch=args.overfetch or DEFAULT_OVERFETCH, threads=args.threads, runs=args.runs,
+                          seed=args.seed, sink=sink)
+    summary = result.summary
     cols = ["index", "strategy", "overfetch", "selectivity", "n_allowed", "recall", "frac_short", "p50_ms",
             "p95_ms", "qps"]
-    lines.append(frame[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    lines.append(f"wrote {', '.join(summary['files'])}, {args.out / 'summary.json'}")
-    from workbench.cli import emit
-
+    lines = [f"filtered search on {summary['dataset']['name']}: {summary['n_base']} vectors, "
+             f"{summary['n_queries']} queries, k={args.k}, {args.threads} thread(s), one query at a time",
+             result.frame[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"),
+             f"wrote {', '.join(summary['files'])}, {args.out / 'summary.json'}"]
     emit(summary, args.json, lines)
     return 0

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from workbench.cli import emit
 
@@ -11,11 +12,13 @@ from workbench.cli import emit
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("hybrid", help="evaluate BM25, dense and fused retrieval on a BEIR collection")
     p.add_argument("dataset", help="dataset name or BEIR folder")
-    p.add_argument("--out", required=True, help="output folder (metrics.json, runs/NAME.trec, comparison.md)")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+                   help="output folder (metrics.json, runs/NAME.trec, comparison.md)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds over queries for tuned fusion")
     p.add_argument("--depth", type=int, default=100, help="results per query of each run")
     p.add_argument("--seed", type=int, default=0, help="seed of the fold split and the randomization test")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-track", action="store_true", help="do not log runs to the tracking store")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_hybrid)
 
     b = sub.add_parser("hybrid-bench", help="BM25 index+retrieval time per collection; fusion time vs ranx")
@@ -23,20 +26,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--queries", type=int, default=1000)
     b.add_argument("--candidates", type=int, default=1000)
     b.add_argument("--repeats", type=int, default=3)
-    b.add_argument("--out", default=None, help="where to store the figures (JSON); default out/bench/hybrid.json")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--out", type=Path, metavar="DIR", help="output folder of hybrid.json (default <output dir>/bench)")
+    b.add_argument("--json", action="store_true", help="print the result as JSON")
     b.set_defaults(func=_bench)
 
 
 def _hybrid(args: argparse.Namespace) -> int:
-    from workbench.hybrid.experiment import run_hybrid
+    from workbench.runners import hybrid
+    from workbench.tracking.sink import NullSink
 
-    result = run_hybrid(args.dataset, args.out, folds=args.folds, depth=args.depth, seed=args.seed,
-                        command="workbench hybrid")
+    sink = NullSink() if args.no_track else hybrid.tracking_sink(args.store)
+    result = hybrid.run_hybrid(args.dataset, args.out, folds=args.folds, depth=args.depth, seed=args.seed,
+                               sink=sink)
     p = result.payload
-    table = result.table()
     lines = [f"{p['dataset']}: {p['n_queries']} judged queries, {p['n_docs']} documents, "
-             f"{p['folds']}-fold CV for tuned methods", table.to_string(float_format=lambda v: f"{v:.4f}"),
+             f"{p['folds']}-fold CV for tuned methods", result.table().to_string(float_format=lambda v: f"{v:.4f}"),
              f"best single: {p['best_single']} ({p['methods'][p['best_single']]['ndcg@10']:.4f}), "
              f"best fused: {p['best_fused']} ({p['methods'][p['best_fused']]['ndcg@10']:.4f})",
              f"written to {args.out}"]
@@ -45,16 +49,11 @@ def _hybrid(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from workbench.config import output_dir
-    from workbench.hybrid.bench import bm25_timings, fusion_timings
-    from workbench.io import atomic_write_json
+    from workbench.runners.hybrid import run_hybrid_bench
 
-    payload = {"bm25": bm25_timings(args.datasets, args.repeats),
-               "fusion": fusion_timings(args.queries, args.candidates, args.repeats)}
-    target = Path(args.out) if args.out else output_dir() / "bench" / "hybrid.json"
-    atomic_write_json(target, payload)
+    payload = run_hybrid_bench(args.datasets, args.out or output_dir() / "bench", queries=args.queries,
+                               candidates=args.candidates, repeats=args.repeats)
     f = payload["fusion"]
     lines = [f"BM25 (bm25s, Lucene k1=1.5 b=0.75), index + top-100 retrieval of all queries, best of {args.repeats}:"]
     lines += [f"  {r['dataset']:10s} {r['docs']:6d} docs {r['queries']:4d} queries  "
@@ -64,6 +63,6 @@ def _bench(args: argparse.Namespace) -> int:
                  f"(compile {f['ranx_compile_s']:.1f} s, excluded):")
     lines += [f"  {r['method']:14s} ours {r['ours_s']:.3f} s   ranx {r['ranx_s']:.3f} s   "
               f"({r['speedup']:.1f}x)" for r in f["methods"]]
-    lines.append(f"written to {target}")
+    lines.append(f"written to {payload['written']}")
     emit(payload, args.json, lines)
     return 0

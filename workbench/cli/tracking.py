@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", nargs="?", choices=("list", "sync"), default="list")
     p.add_argument("--experiment", help="only this experiment (default: all)")
     p.add_argument("--limit", type=int, default=20, help="newest N runs (default 20)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the runs as JSON")
     p.set_defaults(func=_runs)
 
     p = sub.add_parser("best", help="the best run of an experiment under constraints")
@@ -24,12 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", required=True, help="metric to optimise, e.g. qps")
     p.add_argument("--where", help='constraints, e.g. "recall>=0.95 and params.k=10"')
     p.add_argument("--min", action="store_true", help="lowest value wins (latency, memory)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the run as JSON")
     p.set_defaults(func=_best)
 
     p = sub.add_parser("compare", help="runs side by side: params and metrics, differing rows marked")
     p.add_argument("run_ids", nargs="+")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the table as JSON")
     p.set_defaults(func=_compare)
 
     p = sub.add_parser("register", help="register a run's retrieval index as a pyfunc model")
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", required=True, help="registered model name")
     p.add_argument("--alias", help="alias to point at the new version (champion, challenger)")
     p.add_argument("--k", type=int, help="default number of results of predict (default: the bundle's)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the model version as JSON")
     p.set_defaults(func=_register)
 
     p = sub.add_parser("tracking-bench", help="time logging N configs x P params x M metrics on a fresh store")
@@ -45,8 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--params", type=int, default=10)
     p.add_argument("--metrics", type=int, default=10)
     p.add_argument("--uri", help="benchmark this store instead of a fresh temporary SQLite one")
-    p.add_argument("--out", type=Path, help="result JSON (default: <output dir>/tracking_bench.json)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--out", type=Path, metavar="DIR", help="output folder of tracking_bench.json "
+                   "(default: <output dir>)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_bench)
 
 
@@ -54,27 +55,26 @@ def _runs(args: argparse.Namespace) -> int:
     if args.action == "sync":
         return _sync(args)
     from workbench.tracking.query import runs_frame
-    from workbench.tracking.store import tracking_uri
 
-    df = runs_frame(args.experiment).head(args.limit)
+    df = runs_frame(args.store, args.experiment).head(args.limit)
     runs = [_run_record(row) for _, row in df.iterrows()]
-    lines = [f"{len(runs)} runs in {tracking_uri()}" + (f" (experiment {args.experiment})" if args.experiment
+    lines = [f"{len(runs)} runs in {args.store.uri}" + (f" (experiment {args.experiment})" if args.experiment
                                                         else "")]
     for r in runs:
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in list(r["metrics"].items())[:4])
         lines.append(f"  {r['run_id'][:12]}  {r['experiment']:<18} {r['status']:<9} {r['run_name'] or '':<36} {shown}")
-    emit({"tracking_uri": tracking_uri(), "runs": runs}, args.json, lines)
+    emit({"tracking_uri": args.store.uri, "runs": runs}, args.json, lines)
     return 0
 
 
 def _sync(args: argparse.Namespace) -> int:
     from workbench.tracking.outbox import sync
-    from workbench.tracking.store import outbox_dir, tracking_uri
 
-    report = sync()
-    payload = {"tracking_uri": tracking_uri(), "outbox": str(outbox_dir()), "logged": report.logged,
+    store = args.store
+    report = sync(store)
+    payload = {"tracking_uri": store.uri, "outbox": str(store.outbox), "logged": report.logged,
                "failed": report.failed, "skipped": report.skipped}
-    lines = [f"outbox {outbox_dir()}: {len(report.logged)} runs logged to {tracking_uri()}, "
+    lines = [f"outbox {store.outbox}: {len(report.logged)} runs logged to {store.uri}, "
              f"{len(report.failed)} failed, {len(report.skipped)} left for later"]
     lines += [f"  failed  {Path(p).name}: {why}" for p, why in report.failed.items()]
     lines += [f"  skipped {Path(p).name}: {why}" for p, why in report.skipped.items()]
@@ -85,8 +85,8 @@ def _sync(args: argparse.Namespace) -> int:
 def _best(args: argparse.Namespace) -> int:
     from workbench.tracking.query import best_run, resolve_column, runs_frame
 
-    df = runs_frame(args.experiment)
-    row = best_run(args.experiment, args.metric, args.where, mode="min" if args.min else "max", df=df)
+    df = runs_frame(args.store, args.experiment)
+    row = best_run(args.store, args.experiment, args.metric, args.where, mode="min" if args.min else "max", df=df)
     record = _run_record(row)
     value = row[resolve_column(df, args.metric)]
     payload = {"experiment": args.experiment, "metric": args.metric, "where": args.where,
@@ -103,7 +103,7 @@ def _best(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from workbench.tracking.query import compare_runs
 
-    table = compare_runs(args.run_ids)
+    table = compare_runs(args.store, args.run_ids)
     emit({"runs": args.run_ids, "table": table.astype(object).where(table.notna(), None).to_dict(orient="index")},
          args.json, table.to_string().splitlines())
     return 0
@@ -111,32 +111,29 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _register(args: argparse.Namespace) -> int:
     from workbench.tracking.registry import register_retrieval_model
-    from workbench.tracking.store import tracking_uri
 
-    version = register_retrieval_model(args.run_id, args.name, alias=args.alias, k=args.k)
+    version = register_retrieval_model(args.store, args.run_id, args.name, alias=args.alias, k=args.k)
     uri = f"models:/{args.name}@{args.alias}" if args.alias else version.model_uri
     lines = [f"registered run {args.run_id} as {args.name} version {version.version}"
              + (f", alias {args.alias}" if args.alias else ""),
-             f"  load: mlflow.set_tracking_uri('{tracking_uri()}'); mlflow.pyfunc.load_model('{uri}')"]
-    emit({**version.as_dict(), "load_uri": uri, "tracking_uri": tracking_uri()}, args.json, lines)
+             f"  load: mlflow.set_tracking_uri('{args.store.uri}'); mlflow.pyfunc.load_model('{uri}')"]
+    emit({**version.as_dict(), "load_uri": uri, "tracking_uri": args.store.uri}, args.json, lines)
     return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
     from workbench.config import output_dir
-    from workbench.io import atomic_write_json
-    from workbench.tracking.bench import logging_benchmark
+    from workbench.runners.tracking_bench import run_tracking_bench
 
-    result = logging_benchmark(args.configs, args.params, args.metrics, uri=args.uri)
-    out = args.out or output_dir() / "tracking_bench.json"
-    atomic_write_json(out, result)
+    result = run_tracking_bench(args.store, args.out or output_dir(), args.configs, args.params, args.metrics,
+                                uri=args.uri)
     lines = [f"logged {result['configs']} runs x {result['params_per_run']} params x {result['metrics_per_run']} "
              f"metrics in {result['seconds']:.2f} s ({result['runs_per_second']:.0f} runs/s) on a "
              f"{result['store']} store; {result['runs_in_store']} runs in the store, {result['runs_queued']} queued",
              f"  (store schema creation, once per store: {result['setup_seconds']:.2f} s; "
              f"{result['cpu']}, {result['cores']} cores, load average {result['load_average_1min']})",
-             f"  written to {out}"]
-    emit({**result, "out": str(out)}, args.json, lines)
+             f"  written to {result['written']}"]
+    emit(result, args.json, lines)
     return 0
 
 

@@ -1,10 +1,10 @@
-"""The sentence set for ANN benchmarks: short texts of the classic IR collections, embedded with MiniLM.
+"""The texts of the sentence set for ANN benchmarks: short segments of the classic IR collections.
 
 Each document's ``title. text`` of Cranfield, CISI and Medline is split after sentence and clause
 punctuation (``. ! ? ; : ,`` followed by white space), white space is collapsed, and exact duplicates are
 dropped: about 45.7K segments of a few words to a sentence. A seeded random 1,000 are held out as
-queries (ann-benchmarks holds out test points the same way); the rest are the base. Vectors come through
-the ``Embedder`` cache (normalised, 384-d, cosine): ~60 s on 2 cores the first time, then cache reads.
+queries (ann-benchmarks holds out test points the same way); the rest are the base. This module builds
+the texts only; ``workbench.embed.sets.sentence_vectors`` embeds them.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Sequence
 import numpy as np
 
 from workbench.data.registry import load_dataset
-from workbench.data.vectors import VectorSet
 from workbench.errors import DatasetError
 
 COLLECTIONS = ("cranfield", "cisi", "medline")
@@ -43,13 +42,11 @@ def sentence_texts(collections: Sequence[str] = COLLECTIONS) -> tuple[list[str],
     return list(seen), hashlib.sha256("|".join(digests).encode()).hexdigest()
 
 
-def sentence_vectors(n_queries: int = N_QUERIES, seed: int = 0, collections: Sequence[str] = COLLECTIONS,
-                     embedder: object | None = None, limit: int | None = None) -> VectorSet:
-    """The embedded sentence set: ``n_queries`` held-out segments as queries, the rest as base (cosine).
+def sentence_split(n_queries: int = N_QUERIES, seed: int = 0, collections: Sequence[str] = COLLECTIONS,
+                   limit: int | None = None) -> tuple[list[str], np.ndarray]:
+    """The segments and a boolean mask of the ``n_queries`` held out as queries (seeded).
 
     ``limit`` keeps a seeded random subset of that many segments first (quick runs)."""
-    from workbench.embed import Embedder
-
     texts, _ = sentence_texts(collections)
     rng = np.random.default_rng(seed)
     if limit is not None and limit < len(texts):
@@ -58,7 +55,4 @@ def sentence_vectors(n_queries: int = N_QUERIES, seed: int = 0, collections: Seq
         raise DatasetError(f"sentence set: {n_queries} queries requested but only {len(texts)} segments")
     held = np.zeros(len(texts), dtype=bool)
     held[rng.choice(len(texts), n_queries, replace=False)] = True
-    embedder = embedder or Embedder(normalize=True)
-    vectors = embedder.encode(texts, desc="sentence set")
-    name = "ir-sentences" if limit is None else f"ir-sentences-{limit}"
-    return VectorSet(name, vectors[~held], vectors[held], "cosine")
+    return texts, held

@@ -12,19 +12,12 @@ from tqdm.auto import tqdm
 from workbench.config import cache_dir as default_cache_dir
 from workbench.embed.cache import EmbeddingCache
 from workbench.embed.model import load_model, model_identity, model_path
-from workbench.errors import DimensionError
+from workbench.vectors.kernel import check_dim
 
 if TYPE_CHECKING:
     from workbench.data.beir import BeirDataset
 
 MODEL_DIM = 384
-
-
-def check_dim(expected: int, got: np.ndarray | int, what: str = "vectors") -> None:
-    """Raise DimensionError naming both numbers when ``got`` is not ``expected``-dimensional."""
-    d = got if isinstance(got, int) else (got.shape[-1] if getattr(got, "ndim", 0) else -1)
-    if d != expected:
-        raise DimensionError(f"{what} have dimension {d}, expected {expected}")
 
 
 class Embedder:
@@ -81,7 +74,7 @@ class Embedder:
             for i in range(0, len(missing), self.chunk_size):
                 chunk = missing[i:i + self.chunk_size]
                 encoded = self._encode_uncached(chunk)
-                check_dim(self.dim, encoded, "model output")
+                check_dim("model output", encoded, self.dim)
                 for t, v in zip(chunk, encoded):
                     vectors[t] = v
                     if self.cache is not None:

@@ -21,10 +21,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.data.vectors import METRICS, check_matrix
-from workbench.errors import DatasetError, DimensionError
-from workbench.index.base import unit_rows
-from workbench.plotting import save_png
+from workbench.data.registry import load_dataset
+from workbench.embed.encoder import embed_dataset
+from workbench.errors import DatasetError, QueryError
+from workbench.io import atomic_write_json, atomic_write_text
+from workbench.plotting import pyplot, save_png
+from workbench.vectors.formats import check_matrix
+from workbench.vectors.kernel import check_dim, check_metric, prepare, scores, top_k_of_scores
+from workbench.vectors.recall import recall_ids
 
 SCHEMES = ("float32", "float16", "int8", "binary")
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
@@ -70,14 +74,14 @@ def fit_int8(x: np.ndarray) -> Int8Ranges:
 def encode_int8(x: np.ndarray, ranges: Int8Ranges) -> np.ndarray:
     """uint8 codes: ``round((x - low) / step)`` clipped to 0..255."""
     x = check_matrix(x, "vectors")
-    _check_dim(x.shape[1], ranges.dim, "vectors", "int8 ranges")
+    check_dim("vectors", x.shape[1], ranges.dim, "int8 ranges have")
     codes = np.rint((x - ranges.low) / ranges.step)
     return np.clip(codes, 0, 255).astype(np.uint8)
 
 
 def decode_int8(codes: np.ndarray, ranges: Int8Ranges) -> np.ndarray:
     codes = np.asarray(codes)
-    _check_dim(codes.shape[-1], ranges.dim, "int8 codes", "int8 ranges")
+    check_dim("int8 codes", codes.shape[-1], ranges.dim, "int8 ranges have")
     return (ranges.low + codes.astype(np.float32) * ranges.step).astype(np.float32)
 
 
@@ -96,7 +100,7 @@ def decode_binary(codes: np.ndarray, dim: int) -> np.ndarray:
 def hamming_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(len(a), len(b))`` Hamming distances between packed bit codes of equal width."""
     a, b = np.asarray(a, dtype=np.uint8), np.asarray(b, dtype=np.uint8)
-    _check_dim(a.shape[1], b.shape[1], "query codes (bytes)", "base codes (bytes)")
+    check_dim("query codes (bytes)", a.shape[1], b.shape[1], "base codes (bytes) have")
     out = np.empty((a.shape[0], b.shape[0]), dtype=np.int32)
     rows = max(1, (1 << 25) // max(1, b.size))  # bound the (rows, n, bytes) XOR temporary to ~32 MB
     for s in range(0, a.shape[0], rows):
@@ -104,37 +108,16 @@ def hamming_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def scores(queries: np.ndarray, base: np.ndarray, metric: str) -> np.ndarray:
-    """Similarity of every query to every base vector, higher is better (l2: minus squared distance)."""
-    if metric == "cosine":
-        queries, base = unit_rows(queries), unit_rows(base)
-    if metric == "l2":
-        return -(np.square(queries).sum(1)[:, None] - 2 * queries @ base.T + np.square(base).sum(1)[None, :])
-    return queries @ base.T
-
-
-def top_k(score: np.ndarray, k: int) -> np.ndarray:
-    """Ids of the ``k`` highest scores a row, best first; ties go to the lower id."""
-    n = score.shape[1]
-    k = min(k, n)
-    part = np.argpartition(-score, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(score), 1))
-    # sort the selected ids by (score desc, id asc): lexsort's last key is the primary one
-    sel = np.take_along_axis(score, part, axis=1)
-    order = np.lexsort((part, -sel), axis=1)
-    return np.take_along_axis(part, order, axis=1)
-
-
 def _hamming_top_k(q_codes: np.ndarray, b_codes: np.ndarray, k: int) -> np.ndarray:
     # integer distances tie often: rank by (distance, id) through one exact int64 key
     n = b_codes.shape[0]
     key = hamming_distances(q_codes, b_codes).astype(np.int64) * n + np.arange(n)
-    return top_k(-key, k)
+    return top_k_of_scores(-key, k)
 
 
-def recall(found: np.ndarray, truth: np.ndarray) -> float:
-    """Mean over queries of |found ∩ truth| / k (id overlap with the exact top-k)."""
-    k = truth.shape[1]
-    return float(np.mean([len(np.intersect1d(f, t)) / k for f, t in zip(found, truth)]))
+def _recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean id overlap of ``found`` with the exact top-k ``truth``."""
+    return float(recall_ids(found, truth, truth.shape[1]).mean())
 
 
 def quantization_tradeoff(base: np.ndarray, queries: np.ndarray, k: int = 10, metric: str = "cosine",
@@ -154,21 +137,21 @@ def quantization_tradeoff(base: np.ndarray, queries: np.ndarray, k: int = 10, me
     """
     base = check_matrix(base, "base")
     queries = check_matrix(queries, "queries")
-    _check_dim(queries.shape[1], base.shape[1], "queries", "base")
-    if metric not in METRICS:
-        raise DatasetError(f"metric {metric!r} is not one of {', '.join(METRICS)}")
+    check_dim("queries", queries.shape[1], base.shape[1], "base has")
+    check_metric(metric, DatasetError)
     if not 1 <= k <= base.shape[0]:
-        raise DatasetError(f"k must be in 1..{base.shape[0]} (the number of base vectors), got {k}")
+        raise QueryError(f"k must be in 1..{base.shape[0]} (the number of base vectors), got {k}")
     if queries.shape[0] == 0:
-        raise DatasetError("queries: need at least one query vector")
+        raise QueryError("queries: need at least one query vector")
     n, d = base.shape
-    exact_scores = scores(queries, base, metric)
-    truth = top_k(exact_scores, k)
+    q = prepare(queries, metric, "queries")
+    exact_scores = scores(q, prepare(base, metric, "base"), metric)
+    truth = top_k_of_scores(exact_scores, k)
     n_cand = min(n, rescore_factor * k)  # ranked by (score, id), so the first k are the codes' top-k
 
     def rescored(candidates: np.ndarray) -> float:
         s = np.take_along_axis(exact_scores, candidates, axis=1)
-        return recall(np.take_along_axis(candidates, top_k(s, k), axis=1), truth)
+        return _recall(np.take_along_axis(candidates, top_k_of_scores(s, k), axis=1), truth)
 
     ranges = fit_int8(base)
     decoded = {"float32": base, "float16": decode_float16(encode_float16(base)),
@@ -183,9 +166,9 @@ def quantization_tradeoff(base: np.ndarray, queries: np.ndarray, k: int = 10, me
             x = decoded[scheme]
             nbytes = d * {"float32": 4, "float16": 2, "int8": 1}[scheme]
             mse = float(np.mean(np.square(x.astype(np.float64) - base)))
-            cand = top_k(scores(queries, x, metric), n_cand)
+            cand = top_k_of_scores(scores(q, prepare(x, metric, f"{scheme} vectors"), metric), n_cand)
         rows.append({"scheme": scheme, "bytes_per_vector": int(nbytes), "compression_ratio": 4 * d / nbytes,
-                     "reconstruction_mse": mse, f"recall_at_{k}": recall(cand[:, :k], truth),
+                     "reconstruction_mse": mse, f"recall_at_{k}": _recall(cand[:, :k], truth),
                      f"recall_at_{k}_rescored": rescored(cand)})
     df = pd.DataFrame(rows)
     df.attrs.update({"k": k, "metric": metric, "n_base": n, "n_queries": int(queries.shape[0]), "dim": d,
@@ -195,10 +178,7 @@ def quantization_tradeoff(base: np.ndarray, queries: np.ndarray, k: int = 10, me
 
 def plot_quantization_tradeoff(df: pd.DataFrame, path: str | os.PathLike, title: str) -> Path:
     """Recall@k against bytes per vector (log scale), with and without float32 re-ranking; saves a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.lines import Line2D
 
     k = df.attrs.get("k") or int(next(c for c in df.columns if c.startswith("recall_at_")).split("_")[2])
@@ -237,18 +217,9 @@ def plot_quantization_tradeoff(df: pd.DataFrame, path: str | os.PathLike, title:
     return save_png(fig, path)
 
 
-def _check_dim(got: int, expected: int, what: str, against: str) -> None:
-    if got != expected:
-        raise DimensionError(f"{what} have dimension {got}, {against} {expected}")
-
-
 def quantization_report(dataset: str, out_dir: str | os.PathLike, k: int = 10, metric: str = "cosine",
                         limit: int | None = None) -> pd.DataFrame:
     """Embed a collection (through the cache), measure the trade-off, write ``quantization.csv/.json/.png``."""
-    from workbench.data import load_dataset
-    from workbench.embed import embed_dataset
-    from workbench.io import atomic_write_json, atomic_write_text
-
     ds = load_dataset(dataset)
     docs, queries = embed_dataset(ds, limit=limit)
     df = quantization_tradeoff(docs, queries, k=k, metric=metric)

@@ -28,7 +28,9 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from workbench.features.store import FeatureStore
 from workbench.features.synth import bench_entities, write_bench_view
+from workbench.features.view import FeatureView
 
 DRIVER = ["driver:conv_rate", "driver:trips"]
 CUSTOMER = ["customer:spend", "customer:visits"]
@@ -88,8 +90,6 @@ def digest(frame: pd.DataFrame, cols: list[str]) -> str:
 def prepare(workdir: Path, n_entities: int, n_features: int, updates_per_key: int, views: int = 2,
             seed: int = 0, **store_kw: Any) -> dict[str, Any]:
     """Parquet inputs and a DuckDB store file holding them; returns paths and the ingest time."""
-    from workbench.features import FeatureStore, FeatureView
-
     workdir.mkdir(parents=True, exist_ok=True)
     per_view = n_features // views
     n_keys = max(1, per_view // updates_per_key)
@@ -115,8 +115,6 @@ def prepare(workdir: Path, n_entities: int, n_features: int, updates_per_key: in
 
 # ---- methods (each runs in a child process) ----------------------------------------------------------------
 def _open(spec: dict):
-    from workbench.features import FeatureStore
-
     fs = FeatureStore(spec["store"], threads=spec.get("threads"))
     if spec.get("force_ties"):
         fs.offline.set_state("driver", ties=True)
@@ -262,8 +260,6 @@ def out_of_core(n_rows: int = 50_000_000, n_entities: int = 1_000_000, updates_p
                 memory_limit: str = "1GB", threads: int | None = None, workdir: Path | None = None,
                 progress: Callable[[str], None] = print) -> dict:
     """A join over ``n_rows`` feature rows from a DuckDB file with ``memory_limit``; measures the spill."""
-    from workbench.features import FeatureStore
-
     tmp = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="wb-features-ooc-"))
     spill = tmp / "spill"
     try:

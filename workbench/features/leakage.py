@@ -20,13 +20,14 @@ from scipy.stats import rankdata
 from workbench.features.offline import ROW
 from workbench.features.store import FeatureStore
 from workbench.features.view import FeatureView, parse_ref, quote
-from workbench.plotting import save_png
+from workbench.plotting import pyplot, save_png
 
 WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7)}
 MODEL_FEATURES = ["log_amount", "log_txn_count_24h", "log_amount_mean_7d", "chargebacks_total"]
 
 
-def naive_latest_join(fs: FeatureStore, entity_df: pd.DataFrame, refs: Sequence[str], as_of: pd.Timestamp) -> pd.DataFrame:
+def naive_latest_join(fs: FeatureStore, entity_df: pd.DataFrame, refs: Sequence[str],
+                      as_of: pd.Timestamp) -> pd.DataFrame:
     """The leaky join: each key's latest row with event time <= ``as_of``, whatever the entity row's time."""
     out = entity_df.copy()
     for ref in refs:
@@ -148,11 +149,7 @@ def online_check(fs: FeatureStore, refs: Sequence[str], keys: pd.DataFrame, at: 
 
 def plot_scores(result: dict, path: str | Path, title: str) -> Path:
     """Bars: AUC on the training-period holdout (offline) and on the later period (as served), per join."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4.5))
     x = np.arange(2)
     for i, (name, label) in enumerate((("naive", "naive latest-value join"), ("pit", "point-in-time join"))):
@@ -172,11 +169,7 @@ def plot_timeline(data: dict[str, pd.DataFrame], account: int, as_of: pd.Timesta
                   title: str) -> Path:
     """One account: ``chargebacks_total`` as known over time, its transactions (fraud in red) and the value a
     naive join built at ``as_of`` would attach to every one of them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     tx = data["transactions"].query("account_id == @account")
     cb = data["account_risk"].query("account_id == @account").sort_values("event_timestamp")
     fig, ax = plt.subplots(figsize=(10, 4))

@@ -18,8 +18,9 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from workbench.errors import FeatureStoreError
 from workbench.features.timestamps import to_utc_naive
-from workbench.features.view import FeatureStoreError, FeatureView, quote
+from workbench.features.view import FeatureView, quote
 
 REGISTRY = "_wb_feature_views"
 ROW = "_wb_row"

@@ -19,10 +19,11 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from workbench.errors import FeatureStoreError
 from workbench.features.offline import ROW, OfflineStore
 from workbench.features.pit import plan
 from workbench.features.timestamps import to_utc_timestamp
-from workbench.features.view import FeatureStoreError, FeatureView, quote
+from workbench.features.view import FeatureView, quote
 
 PRESENT, MISSING, EXPIRED = "present", "missing", "expired"
 

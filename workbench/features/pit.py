@@ -27,9 +27,10 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
+from workbench.errors import FeatureStoreError
 from workbench.features.offline import ROW, OfflineStore, _family
 from workbench.features.timestamps import is_datetime_column, to_utc_naive
-from workbench.features.view import FeatureStoreError, FeatureView, parse_ref, quote
+from workbench.features.view import FeatureView, parse_ref, quote
 
 ENTITY_TS = "_wb_ts"
 ENTITY_ROW = "_wb_erow"

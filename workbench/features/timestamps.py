@@ -12,11 +12,7 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from workbench.features.view import FeatureStoreError
-
-
-class TimestampError(FeatureStoreError):
-    """A column that should hold timestamps does not, or holds ones finer than a microsecond."""
+from workbench.errors import TimestampError
 
 
 def is_datetime_column(s: pd.Series) -> bool:

@@ -7,14 +7,11 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Mapping, Sequence
 
-from workbench.errors import WorkbenchError
+from workbench.errors import FeatureStoreError
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_PREFIX = "_wb_"
 
-
-class FeatureStoreError(WorkbenchError, ValueError):
-    """Bad feature-store input: unknown view or feature, missing column, wrong type, name clash."""
 
 
 @dataclass(frozen=True)

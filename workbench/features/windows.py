@@ -17,9 +17,16 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
+from workbench.errors import FeatureStoreError
 from workbench.features.offline import ROW, OfflineStore
-from workbench.features.pit import ENTITY_ROW, ENTITY_TS, check_key_types, entity_frame, plan
-from workbench.features.view import FeatureStoreError, parse_ref, quote
+from workbench.features.pit import (
+    ENTITY_ROW,
+    ENTITY_TS,
+    check_key_types,
+    entity_frame,
+    plan,
+)
+from workbench.features.view import parse_ref, quote
 
 AGGREGATES = {"count": "count", "sum": "sum", "mean": "avg", "min": "min", "max": "max"}
 

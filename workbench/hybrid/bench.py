@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from workbench.data import load_dataset
 from workbench.hybrid.fusion import fuse
 from workbench.hybrid.lexical import BM25Retriever
 from workbench.hybrid.runs import Run
@@ -38,8 +39,6 @@ def best_of(fn: Callable[[], object], repeats: int, setup: Callable[[], object] 
 
 def bm25_timings(datasets: Sequence[str], repeats: int = 3) -> list[dict]:
     """Seconds to index a collection and retrieve the top 100 of all its queries."""
-    from workbench.data import load_dataset
-
     rows = []
     BM25Retriever().index(["warm up the tokenizer and stemmer"], ["0"])  # imports out of the timing
     for name in datasets:

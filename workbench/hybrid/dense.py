@@ -1,4 +1,5 @@
-"""Dense retrieval over cached embeddings: exact inner-product search by default, or any
+"""Dense retrieval over cached embeddings: exact inner-product search by default (the vector kernel's
+``exact_topk``: best score first, ties to the earlier document), or any
 :class:`workbench.index.base.VectorIndex` (faiss, hnswlib) built over the same vectors."""
 
 from __future__ import annotations
@@ -7,8 +8,9 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from workbench.errors import DimensionError, WorkbenchError
+from workbench.errors import DenseError
 from workbench.hybrid.runs import Run
+from workbench.vectors.kernel import check_dim, exact_topk
 
 if TYPE_CHECKING:
     from workbench.data.beir import BeirDataset
@@ -16,10 +18,6 @@ if TYPE_CHECKING:
     from workbench.index.base import VectorIndex
 
 _QUERY_BATCH = 1024  # bounds the (queries x documents) score matrix of exact search
-
-
-class DenseError(WorkbenchError, ValueError):
-    """Vectors and ids that do not match, or a query encoder that is missing."""
 
 
 class DenseRetriever:
@@ -57,34 +55,22 @@ class DenseRetriever:
     def retrieve_vectors(self, query_vectors: np.ndarray, k: int = 100, query_ids: Sequence[str] | None = None,
                          name: str = "dense") -> Run:
         q = np.ascontiguousarray(query_vectors, dtype=np.float32)
-        if q.ndim != 2 or q.shape[1] != self.doc_vectors.shape[1]:
-            raise DimensionError(f"query vectors have dimension {q.shape[-1]}, "
-                                 f"expected {self.doc_vectors.shape[1]}")
+        if q.ndim != 2:
+            raise DenseError(f"query vectors: expected a 2-D array (n, d), got shape {q.shape}")
+        check_dim("query vectors", q, self.doc_vectors.shape[1])
         qids = list(query_ids) if query_ids is not None else [str(i) for i in range(len(q))]
         if len(qids) != len(q):
             raise DenseError(f"{len(q)} query vectors but {len(qids)} query ids")
         k_eff = min(k, len(self.doc_ids))
         if self.index is None:
-            ids, scores = self._exact(q, k_eff)
+            sims, ids = exact_topk(self.doc_vectors, q, k_eff, "ip", batch=_QUERY_BATCH)
+            scores = sims.astype(np.float64)
         else:
             dist, ids = self.index.search(q, k_eff)
             ids = np.asarray(ids, dtype=np.int64)
             scores = -np.asarray(dist, dtype=np.float64) if self.index.metric == "l2" else np.asarray(dist, np.float64)
             scores = np.where(ids >= 0, scores, np.nan)
         return Run(name, qids, ids, scores, self.doc_ids, self.min_score)
-
-    def _exact(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        ids = np.empty((len(q), k), dtype=np.int64)
-        scores = np.empty((len(q), k), dtype=np.float64)
-        for start in range(0, len(q), _QUERY_BATCH):
-            sims = q[start:start + _QUERY_BATCH] @ self.doc_vectors.T
-            top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < sims.shape[1] else \
-                np.broadcast_to(np.arange(sims.shape[1]), sims.shape).copy()
-            top_s = np.take_along_axis(sims, top, axis=1)
-            order = np.lexsort((top, -top_s))  # best first, ties by corpus order
-            ids[start:start + len(top)] = np.take_along_axis(top, order, axis=1)
-            scores[start:start + len(top)] = np.take_along_axis(top_s, order, axis=1)
-        return ids, scores
 
     def retrieve(self, queries: Sequence[str], k: int = 100, query_ids: Sequence[str] | None = None,
                  name: str = "dense") -> Run:

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from workbench.errors import WorkbenchError
+from workbench.errors import MetricError
 from workbench.hybrid.runs import Run
 
 Qrels = dict[str, dict[str, int]]
@@ -29,9 +29,6 @@ _PATTERNS = {
     "mrr": ("recip_rank", "recip_rank", "{k}"),  # trec_eval has no cutoff for recip_rank: cut the run
 }
 
-
-class MetricError(WorkbenchError, ValueError):
-    """An unknown metric name or judgements that cannot be evaluated."""
 
 
 def _parse(metric: str) -> tuple[str, str, int | None]:

@@ -1,25 +1,31 @@
-"""The end-to-end hybrid evaluation of one collection (what ``workbench hybrid`` and notebook 05 call).
+"""The end-to-end hybrid evaluation of one collection (``workbench.runners.hybrid`` drives it).
 
 BM25 and dense runs (top ``depth`` each), fused by RRF (k=60, the reference setting), CombSUM and
 CombMNZ (min-max), and by methods whose parameters are chosen by k-fold cross-validation over queries:
 ``convex`` (the tuned convex combination, theoretical-min-max normalisation, which Bruch et al. 2023
-found the most robust), ``convex_minmax``, ``convex_zscore`` (weight tuned) and ``rrf_cv`` (k tuned); every method evaluated with pytrec_eval over all judged queries and
-compared per query with each single retriever. Writes ``metrics.json``, ``runs/NAME.trec``,
-``per_query.csv``, ``comparison.md``, ``weight_curve.csv`` atomically, then logs to the tracking layer.
+found the most robust), ``convex_minmax``, ``convex_zscore`` (weight tuned) and ``rrf_cv`` (k tuned); every
+method evaluated with pytrec_eval over all judged queries and compared per query with each single retriever.
+:func:`write_outputs` writes ``metrics.json``, ``runs/NAME.trec``, ``per_query.csv``, ``comparison.md``,
+``weight_curve.csv`` atomically.
 """
 
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from workbench.hybrid.evaluate import DEFAULT_METRICS, judged_queries, metric_matrix, per_query
+from workbench.hybrid.dense import DenseRetriever
+from workbench.hybrid.evaluate import (
+    DEFAULT_METRICS,
+    judged_queries,
+    metric_matrix,
+    per_query,
+)
 from workbench.hybrid.fusion import fuse
 from workbench.hybrid.lexical import BM25Retriever
 from workbench.hybrid.runs import Run, write_trec
@@ -35,21 +41,7 @@ SINGLE = ("bm25", "dense")
 NORMS = ("minmax", "zscore", "tmm")
 HEADLINE = ("ndcg@10", "recall@100", "map", "mrr@10")
 ALPHA = 0.05
-
-# A sink receives the parent run's and each method's ``log_run`` keyword arguments.
-Sink = Callable[[dict, list[dict]], Any]
-
-
-def tracking_sink(parent: dict, children: list[dict]) -> None:
-    """Log through ``workbench.tracking`` (imported here, so tracking stays optional); fail-soft."""
-    try:
-        from workbench.tracking import log_run, parent_run
-
-        with parent_run(**parent):
-            for child in children:
-                log_run(**child)
-    except Exception as exc:  # results are already on disk; a tracking failure must not lose them
-        warnings.warn(f"hybrid results were not logged to tracking: {exc}", stacklevel=2)
+OUTPUT_FILES = ("metrics.json", "comparison.md", "per_query.csv", "weight_curve.csv")
 
 
 @dataclass
@@ -102,18 +94,9 @@ def _markdown(payload: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_hybrid(dataset: "str | Path | BeirDataset", out_dir: str | Path | None = None, folds: int = 5,
-               depth: int = 100, seed: int = 0, rrf_k: float = 60.0, embedder: "Embedder | None" = None,
-               sink: Sink | str | None = "tracking", command: str = "workbench hybrid") -> HybridResults:
-    """Evaluate BM25, dense and their fusions on ``dataset`` (a name, a BEIR folder or a loaded dataset).
-
-    With ``out_dir`` the outputs are written there and handed to ``sink``: ``"tracking"`` (default) is
-    :func:`tracking_sink`, ``None`` logs nothing, a callable receives the ``log_run`` arguments (tests).
-    """
-    from workbench.data import load_dataset
-    from workbench.hybrid.dense import DenseRetriever
-
-    ds = dataset if hasattr(dataset, "qrels") else load_dataset(str(dataset))
+def evaluate_fusion(ds: "BeirDataset", folds: int = 5, depth: int = 100, seed: int = 0, rrf_k: float = 60.0,
+                    embedder: "Embedder | None" = None) -> HybridResults:
+    """Evaluate BM25, dense and their fusions on the loaded collection ``ds`` (see the module docstring)."""
     judged = judged_queries(ds.qrels)
     timings: dict[str, float] = {}
 
@@ -170,14 +153,7 @@ def run_hybrid(dataset: "str | Path | BeirDataset", out_dir: str | Path | None =
         "bm25": lexical.settings, "dense": {"model": dense.encoder.model_id,
                                              "search": "exact inner product"},
     }
-    result = HybridResults(ds.name, runs, tables, payload, curve, cv)
-    if out_dir is not None:
-        write_outputs(result, Path(out_dir))
-        if sink == "tracking":
-            sink = tracking_sink  # looked up at call time, so tests can replace it
-        if callable(sink):
-            sink(*_tracking_records(result, Path(out_dir), ds, command))
-    return result
+    return HybridResults(ds.name, runs, tables, payload, curve, cv)
 
 
 def write_outputs(result: HybridResults, out: Path) -> None:
@@ -190,22 +166,3 @@ def write_outputs(result: HybridResults, out: Path) -> None:
     atomic_write_text(out / "weight_curve.csv", result.weight_curve.to_csv(index=False))
     atomic_write_text(out / "comparison.md", _markdown(result.payload))
     atomic_write_json(out / "metrics.json", result.payload)
-
-
-def _tracking_records(result: HybridResults, out: Path, ds: "BeirDataset", command: str) -> tuple[dict, list[dict]]:
-    p = result.payload
-    dataset = {"name": ds.name, "digest": ds.digest, "source": str(ds.path)}
-    parent = {"experiment": "hybrid", "run_name": f"hybrid {ds.name}", "command": command, "dataset": dataset,
-              "params": {"depth": p["depth"], "folds": p["folds"], "seed": p["seed"], "rrf_k": p["rrf_k"]},
-              "tags": {"dataset": ds.name}}
-    children = []
-    for name, metrics in p["methods"].items():
-        params: dict[str, Any] = {"method": name, "depth": p["depth"]}
-        if name in p["cv_choices"]:
-            params["cv_choices"] = [c["params"] for c in p["cv_choices"][name]]
-        children.append({"experiment": "hybrid", "run_name": f"{ds.name}:{name}", "params": params,
-                         "metrics": {k.replace("@", "_at_"): v for k, v in metrics.items()},
-                         "tags": {"dataset": ds.name, "method": name}, "dataset": dataset, "command": command,
-                         "artifacts": [out / "runs" / f"{name}.trec"]})
-    children[-1]["artifacts"] = [*children[-1]["artifacts"], out / "metrics.json", out / "comparison.md"]
-    return parent, children

@@ -26,7 +26,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from workbench.hybrid.runs import Run, RunError
+from workbench.errors import RunError
+from workbench.hybrid.runs import Run
 
 NORMALISATIONS = ("minmax", "zscore", "tmm")
 MISSING = ("min", "zero")

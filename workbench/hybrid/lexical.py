@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from workbench.errors import WorkbenchError
+from workbench.errors import LexicalError
 from workbench.hybrid.runs import Run
 from workbench.io import atomic_write_json
 
@@ -24,9 +24,6 @@ from workbench.io import atomic_write_json
 VARIANTS = ("lucene", "robertson", "bm25+")
 _SETTINGS = "workbench-bm25.json"
 
-
-class LexicalError(WorkbenchError, ValueError):
-    """Bad BM25 configuration, an empty corpus, or an index folder that cannot be read."""
 
 
 class BM25Retriever:

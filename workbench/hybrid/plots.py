@@ -1,4 +1,4 @@
-"""Figures of the hybrid evaluation (matplotlib, Agg): nDCG@10 against the fusion weight, per-query wins
+"""Figures of the hybrid evaluation (matplotlib): nDCG@10 against the fusion weight, per-query wins
 and losses; and ``weight_view``, the plain function behind the notebook's weight slider."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 import pandas as pd
 
-from workbench.plotting import save_png
+from workbench.plotting import pyplot, save_png
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -17,15 +17,6 @@ if TYPE_CHECKING:
     from workbench.hybrid.experiment import HybridResults
 
 NORM_LABELS = {"tmm": "theoretical min-max", "minmax": "min-max", "zscore": "z-score"}
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def weight_view(results: Mapping[str, "HybridResults"], weight: float, norm: str = "tmm") -> pd.DataFrame:
@@ -37,8 +28,9 @@ def weight_view(results: Mapping[str, "HybridResults"], weight: float, norm: str
         at = curve.iloc[int(np.argmin(np.abs(curve["weight"].to_numpy() - weight)))]
         m = res.metrics
         best = max(m["bm25"]["ndcg@10"], m["dense"]["ndcg@10"])
-        rows.append({"dataset": name, "weight": float(at["weight"]), "norm": norm, "convex ndcg@10": float(at["ndcg@10"]),
-                     "bm25": m["bm25"]["ndcg@10"], "dense": m["dense"]["ndcg@10"], "rrf": m["rrf"]["ndcg@10"],
+        rows.append({"dataset": name, "weight": float(at["weight"]), "norm": norm,
+                     "convex ndcg@10": float(at["ndcg@10"]), "bm25": m["bm25"]["ndcg@10"],
+                     "dense": m["dense"]["ndcg@10"], "rrf": m["rrf"]["ndcg@10"],
                      "vs best single": float(at["ndcg@10"]) - best})
     return pd.DataFrame(rows).set_index("dataset")
 
@@ -47,7 +39,7 @@ def plot_weight_curves(results: Mapping[str, "HybridResults"], path: str | Path 
                        mark: float | None = None) -> "Figure":
     """One panel per collection: nDCG@10 against the BM25 weight for each normalisation, with the single
     retrievers and RRF (k=60) as horizontal lines; ``mark`` draws the slider's weight."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results) + 2.2, 3.8), squeeze=False)
     for ax, (name, res) in zip(axes[0], results.items()):
         for norm, group in res.weight_curve.groupby("norm", sort=False):
@@ -86,15 +78,15 @@ def wins_losses(results: Mapping[str, "HybridResults"], method: str = "convex") 
 def plot_per_query_differences(results: Mapping[str, "HybridResults"], method: str = "convex",
                                path: str | Path | None = None) -> "Figure":
     """Per-query nDCG@10 of ``method`` minus the best single retriever, sorted: bars above 0 are wins."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.6), squeeze=False)
     for ax, (name, res) in zip(axes[0], results.items()):
         base = res.payload["best_single"]
         d = np.sort(res.per_query[method]["ndcg@10"].to_numpy() - res.per_query[base]["ndcg@10"].to_numpy())[::-1]
         colors = np.where(d > 1e-9, "tab:green", np.where(d < -1e-9, "tab:red", "tab:grey"))
         ax.bar(np.arange(len(d)), d, color=colors, width=1.0)
-        w, t, l = int((d > 1e-9).sum()), int((np.abs(d) <= 1e-9).sum()), int((d < -1e-9).sum())
-        ax.set_title(f"{name}: {method} vs {base}\n{w} wins / {t} ties / {l} losses")
+        wins, ties, losses = int((d > 1e-9).sum()), int((np.abs(d) <= 1e-9).sum()), int((d < -1e-9).sum())
+        ax.set_title(f"{name}: {method} vs {base}\n{wins} wins / {ties} ties / {losses} losses")
         ax.set_xlabel("queries, sorted")
         ax.axhline(0, color="black", lw=0.6)
     axes[0, 0].set_ylabel("nDCG@10 difference")
@@ -106,7 +98,7 @@ def plot_per_query_differences(results: Mapping[str, "HybridResults"], method: s
 
 def plot_method_scores(table: pd.DataFrame, path: str | Path | None = None, title: str = "") -> "Figure":
     """Grouped bars: one group per metric (columns of ``table``), one bar per method (its index)."""
-    plt = _pyplot()
+    plt = pyplot()
     metrics, methods = list(table.columns), list(table.index)
     width = 0.8 / len(methods)
     fig, ax = plt.subplots(figsize=(1.6 * len(metrics) + 3, 3.6))

@@ -15,12 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from workbench.errors import WorkbenchError
+from workbench.errors import RunError
 from workbench.io import atomic_write_text
-
-
-class RunError(WorkbenchError, ValueError):
-    """A run is malformed: unknown document, NaN score, duplicate, unsorted or mismatched shapes."""
 
 
 @dataclass(frozen=True, eq=False)

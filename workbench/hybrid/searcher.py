@@ -20,19 +20,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
-
-from workbench.errors import WorkbenchError
+from workbench.errors import QueryError, SearchError, WorkbenchError
 from workbench.hybrid.fusion import METHODS, fuse
 from workbench.hybrid.monitor import QualityMonitor
 from workbench.hybrid.runs import Run
-
-
-class QueryError(WorkbenchError, ValueError):
-    """An empty or non-text query."""
-
-
-class SearchError(WorkbenchError, RuntimeError):
-    """Every retriever failed; the message names each failure."""
 
 
 class Retriever(Protocol):

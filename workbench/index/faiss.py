@@ -5,6 +5,9 @@ Query parameters go per call through ``faiss.SearchParameters*`` objects, so one
 whole sweep and concurrent settings never leak between calls: ``nprobe`` (IVF), ``efSearch`` (HNSW) and
 ``k_factor`` (the ``,RFlat`` refine stage re-ranks ``k * k_factor`` candidates with exact distances).
 Pre-filtering passes an ``IDSelectorBatch`` in the same parameter object, at the level that scans codes.
+
+SPEC: ``faiss:FACTORY`` (the factory string, commas and all) with query parameters ``nprobe``,
+``efSearch`` (integers) and ``k_factor`` (a number).
 """
 
 from __future__ import annotations
@@ -16,9 +19,23 @@ from typing import Any, Callable
 import faiss
 import numpy as np
 
-from workbench.index.base import IndexSpecError, VectorIndex, read_index_file, write_index_file
+from workbench.errors import IndexSpecError
+from workbench.index.base import VectorIndex, read_index_file, write_index_file
 
 _METRIC = {"cosine": faiss.METRIC_INNER_PRODUCT, "ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
+QUERY_PARAMS: dict[str, type] = {"nprobe": int, "efSearch": int, "k_factor": float}
+
+
+def parse_build(body: str, spec_text: str) -> dict[str, Any]:
+    """The build parameters of ``faiss:BODY``: the factory string (checked against faiss at build time)."""
+    if not body.strip():
+        raise IndexSpecError(f"index spec {spec_text!r}: missing the faiss factory string (e.g. faiss:HNSW32,Flat)")
+    return {"factory": body.strip()}
+
+
+def build_text(build: dict[str, Any]) -> str:
+    """The SPEC body of ``build``: its factory string."""
+    return str(build["factory"])
 
 
 def _skip_polysemous_training(index: Any) -> None:
@@ -45,7 +62,7 @@ class FaissIndex(VectorIndex):
     """A faiss index described by a factory string such as ``IVF256,PQ48,RFlat``."""
 
     library = "faiss"
-    query_param_names = ("nprobe", "efSearch", "k_factor")
+    QUERY_PARAMS = QUERY_PARAMS
 
     def __init__(self, factory: str, metric: str = "cosine", train_size: int | None = None, seed: int = 0,
                  opq_niter: int | None = None) -> None:
@@ -92,18 +109,18 @@ class FaissIndex(VectorIndex):
         index.add(vectors)
         self._index = index
 
-    def _make_filter(self, ids: np.ndarray) -> Any:
+    def _make_filter(self, ids: np.ndarray, mode: str) -> Any:
         return faiss.IDSelectorBatch(ids)
 
-    def _search(self, queries: np.ndarray, k: int, allowed: Any | None,
+    def _search(self, queries: np.ndarray, k: int, flt: Any | None,
                 params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         faiss.omp_set_num_threads(self.threads)
-        sp, _keep = self._parameters(params, allowed)
+        sp, _keep = self._parameters(params, flt)
         return self._index.search(queries, k, params=sp)
 
-    def _searcher(self, k: int, params: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
+    def _searcher(self, k: int, params: dict[str, Any], flt: Any | None) -> Callable[[np.ndarray], np.ndarray]:
         faiss.omp_set_num_threads(self.threads)
-        sp, keep = self._parameters(params, None)
+        sp, keep = self._parameters(params, flt)
         search = self._index.search
 
         def one(row: np.ndarray, _keep: list = keep) -> np.ndarray:

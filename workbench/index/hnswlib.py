@@ -6,6 +6,8 @@ Build parameters ``M`` (links per node; level-0 holds 2M, so about 8M + 4 + 4d +
 save ``ef`` (it is set again on every search), uses ``max(ef, k)``, returns ``1 - dot`` for ``ip`` (turned
 back into the similarity) and squared distances for ``l2`` (kept, as faiss does). Cosine runs as ``ip``
 on vectors this wrapper normalised, so both libraries see the same vectors.
+
+SPEC: ``hnswlib:M=<int>,ef_construction=<int>`` (defaults 16 and 200) with query parameter ``ef``.
 """
 
 from __future__ import annotations
@@ -18,17 +20,38 @@ from typing import Any, Callable
 import hnswlib
 import numpy as np
 
+from workbench.errors import IndexSpecError
 from workbench.index.base import VectorIndex, read_index_file, write_index_file
 
 _SPACE = {"cosine": "ip", "ip": "ip", "l2": "l2"}
 DEFAULT_EF = 10  # hnswlib's own default
+BUILD_DEFAULTS = {"M": 16, "ef_construction": 200}
+QUERY_PARAMS: dict[str, type] = {"ef": int}
+
+
+def parse_build(body: str, spec_text: str) -> dict[str, Any]:
+    """The build parameters of ``hnswlib:BODY``: ``M`` and ``ef_construction``, positive integers."""
+    build: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in body.split(","))):
+        name, eq, value = part.partition("=")
+        if not eq or name not in BUILD_DEFAULTS:
+            raise IndexSpecError(f"index spec {spec_text!r}: expected M=<int>,ef_construction=<int>, got {part!r}")
+        try:
+            v = int(value)
+        except ValueError:
+            raise IndexSpecError(f"index spec {spec_text!r}: {name} must be a positive integer, "
+                                 f"got {value!r}") from None
+        if v <= 0:
+            raise IndexSpecError(f"index spec {spec_text!r}: {name} must be a positive integer, got {value!r}")
+        build[name] = v
+    return {**BUILD_DEFAULTS, **build}
 
 
 class HnswlibIndex(VectorIndex):
     """hnswlib ``Index`` with fixed ``M`` and ``ef_construction``; ``ef`` swept per call."""
 
     library = "hnswlib"
-    query_param_names = ("ef",)
+    QUERY_PARAMS = QUERY_PARAMS
 
     def __init__(self, M: int = 16, ef_construction: int = 200, metric: str = "cosine", seed: int = 100) -> None:
         super().__init__(metric, M=int(M), ef_construction=int(ef_construction))
@@ -53,23 +76,25 @@ class HnswlibIndex(VectorIndex):
     def _distances(self, d: np.ndarray) -> np.ndarray:
         return 1.0 - d if _SPACE[self.metric] == "ip" else d
 
-    def _make_filter(self, ids: np.ndarray) -> Any:
+    def _make_filter(self, ids: np.ndarray, mode: str) -> Any:
         return frozenset(ids.tolist()).__contains__
 
-    def _search(self, queries: np.ndarray, k: int, allowed: Any | None,
-                params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        self._index.set_ef(int(params.get("ef", DEFAULT_EF)))
+    def _threads(self, flt: Any | None) -> int:
         # a Python filter takes the GIL for every visited node: threads would only contend for it
-        threads = 1 if allowed is not None else self.threads
-        ids, d = self._index.knn_query(queries, k=k, num_threads=threads, filter=allowed)
+        return 1 if flt is not None else self.threads
+
+    def _search(self, queries: np.ndarray, k: int, flt: Any | None,
+                params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        self._index.set_ef(params.get("ef", DEFAULT_EF))
+        ids, d = self._index.knn_query(queries, k=k, num_threads=self._threads(flt), filter=flt)
         return self._distances(d).astype(np.float32), ids.astype(np.int64)
 
-    def _searcher(self, k: int, params: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
-        self._index.set_ef(int(params.get("ef", DEFAULT_EF)))
-        knn, threads = self._index.knn_query, self.threads
+    def _searcher(self, k: int, params: dict[str, Any], flt: Any | None) -> Callable[[np.ndarray], np.ndarray]:
+        self._index.set_ef(params.get("ef", DEFAULT_EF))
+        knn, threads = self._index.knn_query, self._threads(flt)
 
         def one(row: np.ndarray) -> np.ndarray:
-            return knn(row, k, threads)[0]
+            return knn(row, k, threads, flt)[0]
         return one
 
     def _default_query_params(self) -> dict[str, Any]:

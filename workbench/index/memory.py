@@ -9,6 +9,9 @@ level-0 node holds 2M links of 4 bytes (faiss) or 8M + 4 (hnswlib's link count) 
 from __future__ import annotations
 
 import re
+from typing import Sequence
+
+import pandas as pd
 
 from workbench.index.spec import IndexSpec
 
@@ -53,3 +56,19 @@ def bytes_per_vector_formula(spec: IndexSpec, dim: int) -> tuple[float | None, s
         else:
             return None, f"no formula for {tok!r}"
     return total, " + ".join(parts)
+
+
+def memory_table(results: pd.DataFrame, specs: Sequence[IndexSpec], dim: int) -> pd.DataFrame:
+    """One row per built index of a sweep's ``results`` (the harness's rows): its family, measured bytes per
+    vector (serialized size / vectors, so per-index constants included), build time and best recall, beside
+    the formula's bytes, the formula itself and the ratio to raw float32 (4d bytes)."""
+    by_label = {s.label: s for s in specs}
+    table = (results.groupby("index", sort=False)
+             .agg(family=("family", "first"), bytes_per_vector=("bytes_per_vector", "first"),
+                  build_s=("build_s", "first"), best_recall=("recall", "max"))
+             .reset_index())
+    formulas = [bytes_per_vector_formula(by_label[i], dim) for i in table["index"]]
+    table["formula_bytes"] = [f[0] for f in formulas]
+    table["formula"] = [f[1] for f in formulas]
+    table["vs_float32"] = table["bytes_per_vector"] / (4 * dim)
+    return table

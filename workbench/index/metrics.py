@@ -1,9 +1,7 @@
 """Quality and speed metrics of one measured point, as a registry ``{name: Metric}``.
 
-Recall follows ann-benchmarks (Aumüller, Bernhardsson, Faithfull, "ANN-Benchmarks", Information
-Systems 2020): a returned item counts when its recomputed distance to the query is at most the k-th
-true distance plus 1e-3, so an index is not penalised for returning a different item of a tie; a
-result listing the same id twice is an error. ``recall_ids`` is the plain id overlap beside it.
+Recall is ``workbench.vectors.recall``'s: tie-aware as in ann-benchmarks (Aumüller, Bernhardsson,
+Faithfull, "ANN-Benchmarks", Information Systems 2020), with the plain id overlap beside it.
 """
 
 from __future__ import annotations
@@ -13,45 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from workbench.index.base import QueryError
-from workbench.index.groundtruth import pair_distances
-
-TIE_EPS = 1e-3
-
-
-class DuplicateResultError(QueryError):
-    """An index returned the same id twice for one query."""
-
-
-def check_no_duplicates(ids: np.ndarray) -> None:
-    """Raise ``DuplicateResultError`` naming the first query row and id that repeat (``-1`` is ignored)."""
-    s = np.sort(ids, axis=1)
-    dup = (s[:, 1:] == s[:, :-1]) & (s[:, 1:] >= 0)
-    if dup.any():
-        row, col = np.argwhere(dup)[0]
-        raise DuplicateResultError(f"query {row}: id {s[row, col + 1]} appears more than once in the result")
-
-
-def _as_distance(d: np.ndarray, metric: str) -> np.ndarray:
-    """Smaller-is-better distances in ann-benchmarks' units: Euclidean (not squared) for l2, minus the
-    similarity for cosine/ip (cosine: 1 - s differs from -s by a constant, so the 1e-3 slack is the same)."""
-    return np.sqrt(np.maximum(d, 0)) if metric == "l2" else -d
-
-
-def recall_ties(base: np.ndarray, queries: np.ndarray, ids: np.ndarray, gt_distances: np.ndarray, k: int,
-                metric: str, eps: float = TIE_EPS) -> np.ndarray:
-    """Per-query tie-aware recall@k of ``ids`` (prepared ``base``/``queries``, ground-truth distances)."""
-    ids = ids[:, :k]
-    check_no_duplicates(ids)
-    got = _as_distance(pair_distances(base, queries, ids, metric), metric)
-    limit = _as_distance(gt_distances[:, k - 1], metric)[:, None] + eps
-    return np.sum(np.nan_to_num(got, nan=np.inf) <= limit, axis=1) / k
-
-
-def recall_ids(ids: np.ndarray, gt_ids: np.ndarray, k: int) -> np.ndarray:
-    """Per-query fraction of the true top-k ids that were returned (ties not counted)."""
-    ids, gt = ids[:, :k], gt_ids[:, :k]
-    return np.array([len(np.intersect1d(a[a >= 0], b)) for a, b in zip(ids, gt)]) / k
+from workbench.vectors.recall import TIE_EPS, recall_ids, recall_ties
 
 
 @dataclass
@@ -81,7 +41,7 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {
-    "recall": Metric("recall@k, distance ties counted (ann-benchmarks, eps 1e-3)",
+    "recall": Metric(f"recall@k, distance ties counted (ann-benchmarks, eps {TIE_EPS:g})",
                      lambda p: float(recall_ties(p.base, p.queries, p.ids, p.gt_distances, p.k, p.metric).mean()),
                      "higher"),
     "recall_ids": Metric("recall@k by id overlap with the exact top-k",

@@ -1,9 +1,11 @@
-"""Experiment tracking and the model registry on a local MLflow store.
+"""Experiment tracking and the model registry on an MLflow store.
 
-``log_run`` / ``parent_run`` log measurements (see their docstrings); ``runs_frame`` / ``best_run`` /
-``compare_runs`` query them; ``write_retrieval_bundle`` + ``register_retrieval_model`` turn a run's index
-into a registered, loadable pyfunc model. Importing this package is cheap: mlflow (~1.7 s) and pandas are
-imported by the functions that need them.
+A :class:`Store` (resolved once from settings by an entry point) is passed to everything that touches
+runs. Runners report through the one seam, :mod:`workbench.tracking.sink`; ``log_run`` / ``parent_run``
+log runs directly (see their docstrings); ``runs_frame`` / ``best_run`` / ``compare_runs`` query them;
+``write_retrieval_bundle`` + ``register_retrieval_model`` turn a run's index into a registered, loadable
+pyfunc model. Importing this package is cheap: mlflow (~1.7 s) and pandas are imported by the functions
+that need them.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from workbench.tracking.experiments import EXPERIMENTS
 from workbench.tracking.outbox import sync as sync_outbox
-from workbench.tracking.runs import TrackingError, TrackingUnavailableWarning, log_run, parent_run
-from workbench.tracking.store import EXPERIMENTS, artifact_root, outbox_dir, tracking_uri
+from workbench.tracking.runs import attach_outputs, log_run, parent_run
+from workbench.tracking.sink import ChildRun, CollectingSink, NullSink, Sink, TrackingSink
+from workbench.tracking.store import Store, choose_store
 
 _LAZY = {
     "runs_frame": "workbench.tracking.query",
@@ -23,10 +27,11 @@ _LAZY = {
     "load_bundle": "workbench.tracking.bundle",
     "register_retrieval_model": "workbench.tracking.registry",
     "set_alias": "workbench.tracking.registry",
+    "predict_in_fresh_process": "workbench.tracking.registry",
 }
 
-__all__ = ["log_run", "parent_run", "sync_outbox", "tracking_uri", "artifact_root", "outbox_dir", "EXPERIMENTS",
-           "TrackingError", "TrackingUnavailableWarning", *_LAZY]
+__all__ = ["Store", "choose_store", "log_run", "parent_run", "attach_outputs", "sync_outbox", "EXPERIMENTS",
+           "Sink", "ChildRun", "TrackingSink", "CollectingSink", "NullSink", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

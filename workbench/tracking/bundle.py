@@ -18,6 +18,7 @@ import numpy as np
 
 from workbench.errors import DatasetError
 from workbench.io import atomic_write_json, sha256_file
+from workbench.vectors.kernel import normalize
 
 BUNDLE_DIR = "retrieval_index"
 RAW_FAISS = "faiss"  # index_class of a plain faiss.write_index file
@@ -77,7 +78,7 @@ class RetrievalBundle:
         k = min(int(k), len(self.doc_ids))
         x = np.ascontiguousarray(vectors, dtype=np.float32)
         if self.config["index_class"] == RAW_FAISS and self.config["metric"] == "cosine":
-            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # VectorIndex does this itself
+            x = normalize(x, "query vectors")  # a VectorIndex normalises itself, a raw faiss index does not
         return self.index.search(x, k)
 
 

@@ -7,65 +7,32 @@ it, so two concurrent syncs never log the same run twice.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from workbench.errors import WorkbenchError
+from workbench.errors import TrackingError
 from workbench.io import atomic_write_json
-from workbench.tracking.store import outbox_dir
+from workbench.tracking.record import RunRecord, store_record
+from workbench.tracking.store import Store, client, unreachable_reason
 
 
-@dataclass
-class RunRecord:
-    """Everything needed to log one run later (the JSON shape of an outbox file)."""
-
-    experiment: str
-    run_name: str
-    params: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-    artifacts: list[str] = field(default_factory=list)
-    dataset: dict[str, str] | None = None
-    parent_run_id: str | None = None      # a run already in the store
-    parent_local_id: str | None = None    # a parent that is itself waiting in the outbox
-    is_parent: bool = False
-    status: str = "FINISHED"
-    start_time: int = field(default_factory=lambda: int(time.time() * 1000))
-    end_time: int | None = None
-    local_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    pid: int = field(default_factory=os.getpid)
-    host: str = field(default_factory=socket.gethostname)
-    tracking_uri: str = ""
-    error: str = ""
-
-    @classmethod
-    def from_json(cls, path: Path) -> "RunRecord":
-        try:
-            data = json.loads(path.read_text())
-            return cls(**data)
-        except (OSError, ValueError, TypeError) as exc:
-            raise WorkbenchError(f"outbox file {path} is not a run record: {exc}") from exc
-
-
-def entry_path(record: RunRecord) -> Path:
-    """The outbox file of ``record`` (stable, so a parent's file is rewritten in place)."""
+def entry_path(outbox: Path, record: RunRecord) -> Path:
+    """The file of ``record`` in ``outbox`` (stable, so a parent's file is rewritten in place)."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(record.start_time / 1000))
-    return outbox_dir() / f"{stamp}-{record.start_time % 1000:03d}-{record.local_id}.json"
+    return outbox / f"{stamp}-{record.start_time % 1000:03d}-{record.local_id}.json"
 
 
-def write_entry(record: RunRecord) -> Path:
-    """Write (or rewrite) ``record`` to the outbox atomically; returns its path."""
-    return atomic_write_json(entry_path(record), asdict(record))
+def write_entry(outbox: Path, record: RunRecord) -> Path:
+    """Write (or rewrite) ``record`` to ``outbox`` atomically; returns its path."""
+    return atomic_write_json(entry_path(outbox, record), asdict(record))
 
 
-def pending() -> list[Path]:
-    """Outbox files waiting to be logged, oldest first (files claimed by a sync that died are put back)."""
-    folder = outbox_dir()
+def pending(folder: Path) -> list[Path]:
+    """Files in the outbox ``folder`` waiting to be logged, oldest first (files claimed by a sync that died
+    are put back)."""
     if not folder.is_dir():
         return []
     for claimed in folder.glob("*.json.syncing-*"):
@@ -115,28 +82,25 @@ class SyncReport:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def sync() -> SyncReport:
-    """Log every outbox run to the current store, parents before children, and delete the logged files.
+def sync(store: Store) -> SyncReport:
+    """Log every run of ``store``'s outbox to it, parents before children, and delete the logged files.
 
     A parent run still open in a live process is left for a later sync; one whose process died is logged
     as KILLED. A failing run stays in the outbox and the rest go on.
     """
-    from workbench.tracking.runs import store_record
-    from workbench.tracking.store import client, tracking_uri, unreachable_reason
-
     report = SyncReport()
-    paths = pending()
+    paths = pending(store.outbox)
     if not paths:
         return report
-    reason = unreachable_reason(tracking_uri(), ttl=0)
+    reason = unreachable_reason(store.uri, ttl=0)
     if reason:
-        raise WorkbenchError(f"cannot sync {len(paths)} outbox runs to {tracking_uri()}: {reason}")
-    mlflow_client = client()
+        raise TrackingError(f"cannot sync {len(paths)} outbox runs to {store.uri}: {reason}")
+    mlflow_client = client(store.uri)
     records = []
     for path in paths:
         try:
             records.append((path, RunRecord.from_json(path)))
-        except WorkbenchError as exc:  # a damaged file stays for a look; the others are logged
+        except TrackingError as exc:  # a damaged file stays for a look; the others are logged
             report.failed[str(path)] = str(exc)
     # Parents first so children can be linked to their new run ids.
     records.sort(key=lambda pr: (not pr[1].is_parent, pr[0].name))

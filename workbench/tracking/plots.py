@@ -6,18 +6,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.plotting import pyplot, save_png
+
 
 def plot_constrained_choice(runs: pd.DataFrame, x: str, y: str, floor: float, chosen_run_id: str,
                             path: str | Path, title: str) -> Path:
     """Scatter of ``metrics.<x>`` against ``metrics.<y>`` (log y) for ``runs`` (a ``runs_frame``), the
     feasible region ``x >= floor`` shaded, and the chosen run circled."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from workbench.plotting import save_png
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8))
     xs, ys = runs[f"metrics.{x}"], runs[f"metrics.{y}"]
     ax.scatter(xs, ys, color="tab:blue", zorder=3, label="runs")

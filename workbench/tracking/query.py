@@ -12,17 +12,18 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from workbench.tracking.runs import TrackingError
-from workbench.tracking.store import client, tracking_uri, with_retry
+from workbench.errors import TrackingError
+from workbench.tracking.record import key_name
+from workbench.tracking.store import Store, client, with_retry
 
 _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, "=": operator.eq,
         ">": operator.gt, "<": operator.lt}
 _CONDITION = re.compile(r"^\s*([A-Za-z_][\w.:@/-]*)\s*(>=|<=|==|!=|=|>|<)\s*(.+?)\s*$")
 
 
-def runs_frame(experiment: str | None = None, max_results: int = 10_000,
+def runs_frame(store: Store, experiment: str | None = None, max_results: int = 10_000,
                include_parents: bool = True) -> pd.DataFrame:
-    """Runs of ``experiment`` (all experiments if None), newest first.
+    """Runs of ``experiment`` (all experiments if None) in ``store``, newest first.
 
     Columns follow ``mlflow.search_runs``: ``run_id``, ``experiment_id``, ``status``, ``start_time``,
     ``end_time``, ``artifact_uri``, ``metrics.*``, ``params.*``, ``tags.*``; plus ``experiment`` and
@@ -30,7 +31,7 @@ def runs_frame(experiment: str | None = None, max_results: int = 10_000,
     """
     import mlflow
 
-    c = client()
+    c = client(store.uri)
     experiments = with_retry(c.search_experiments)
     names = {e.experiment_id: e.name for e in experiments}
     if experiment is None:
@@ -38,10 +39,10 @@ def runs_frame(experiment: str | None = None, max_results: int = 10_000,
     else:
         ids = [i for i, n in names.items() if n == experiment]
         if not ids:
-            raise TrackingError(f"no experiment {experiment!r} in {tracking_uri()}; known: {sorted(names.values())}")
+            raise TrackingError(f"no experiment {experiment!r} in {store.uri}; known: {sorted(names.values())}")
     if not ids:
         return pd.DataFrame(columns=["run_id", "experiment", "run_name", "status"])
-    mlflow.set_tracking_uri(c.tracking_uri)
+    mlflow.set_tracking_uri(store.uri)  # search_runs reads mlflow's global URI: set it to this store
     df = with_retry(mlflow.search_runs, experiment_ids=ids, max_results=max_results,
                     order_by=["attributes.start_time DESC"], output_format="pandas")
     if df.empty:
@@ -70,8 +71,6 @@ def parse_where(where: str | None) -> list[tuple[str, str, str]]:
 
 def resolve_column(df: pd.DataFrame, name: str) -> str:
     """A column of ``df`` for a user-given name: as is, else ``metrics.NAME``, ``params.NAME``, ``tags.NAME``."""
-    from workbench.tracking.runs import key_name
-
     logged = key_name(name) if "." not in name else name  # ndcg@10 is logged as ndcg_at_10
     for candidate in (name, f"metrics.{logged}", f"params.{logged}", f"tags.{name}"):
         if candidate in df.columns:
@@ -95,16 +94,17 @@ def filter_runs(df: pd.DataFrame, where: str | None) -> pd.DataFrame:
     return df[mask]
 
 
-def best_run(experiment: str, metric: str, where: str | None = None, mode: str = "max",
+def best_run(store: Store, experiment: str, metric: str, where: str | None = None, mode: str = "max",
              df: pd.DataFrame | None = None) -> pd.Series:
     """The run of ``experiment`` with the highest (``mode="max"``) or lowest ``metric`` among runs meeting
-    ``where``; e.g. ``best_run("index-benchmarks", "qps", "recall>=0.95")``.
+    ``where`` (among ``df``'s rows when given, else the store's); e.g.
+    ``best_run(store, "index-benchmarks", "qps", "recall>=0.95")``.
 
     Raises :class:`TrackingError` if no run qualifies, naming how many runs had the metric and the constraint.
     """
     if mode not in ("max", "min"):
         raise TrackingError(f"mode must be 'max' or 'min', got {mode!r}")
-    runs = runs_frame(experiment) if df is None else df
+    runs = runs_frame(store, experiment) if df is None else df
     column = resolve_column(runs, metric)
     scored = runs[pd.to_numeric(runs[column], errors="coerce").notna()]
     candidates = filter_runs(scored, where)
@@ -115,11 +115,11 @@ def best_run(experiment: str, metric: str, where: str | None = None, mode: str =
     return candidates.loc[values.idxmax() if mode == "max" else values.idxmin()]
 
 
-def compare_runs(run_ids: Sequence[str], df: pd.DataFrame | None = None) -> pd.DataFrame:
+def compare_runs(store: Store, run_ids: Sequence[str], df: pd.DataFrame | None = None) -> pd.DataFrame:
     """Runs side by side: one column per run (named by run name and id prefix), one row per param and
     metric any of them has, with ``differs`` marking rows whose values are not all equal."""
     if df is None:
-        c = client()
+        c = client(store.uri)
         rows = []
         for run_id in run_ids:
             run = get_run(c, run_id)

@@ -4,7 +4,7 @@ Registering logs the pyfunc (with the bundle and a model card) as a LoggedModel 
 creates a model version carrying lineage tags (source run, dataset digest, embedding model, index sha256,
 git commit) and points an alias at it. Aliases (``champion``, ``challenger``) replace the deprecated stages::
 
-    mlflow.set_tracking_uri(workbench.tracking.tracking_uri())
+    mlflow.set_tracking_uri(store.uri)        # store: a workbench.tracking.Store
     model = mlflow.pyfunc.load_model("models:/cranfield-retriever@champion")
     model.predict(pd.DataFrame({"query": ["boundary layer transition"]}), params={"k": 5})
 """
@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from workbench.errors import TrackingError
 from workbench.io import atomic_write_text
 from workbench.tracking.bundle import BUNDLE_DIR, load_bundle
 from workbench.tracking.query import get_run
-from workbench.tracking.runs import TrackingError
-from workbench.tracking.store import client, with_retry
+from workbench.tracking.store import Store, client, with_retry
 
 MODEL_NAME_IN_RUN = "retriever"
 ALIASES = ("champion", "challenger")
@@ -45,9 +48,9 @@ class RegisteredVersion:
         return dict(self.__dict__)
 
 
-def register_retrieval_model(run_id: str, name: str, alias: str | None = None, *, k: int | None = None,
-                             description: str | None = None) -> RegisteredVersion:
-    """Register the retrieval bundle of run ``run_id`` as a new version of model ``name``.
+def register_retrieval_model(store: Store, run_id: str, name: str, alias: str | None = None, *,
+                             k: int | None = None, description: str | None = None) -> RegisteredVersion:
+    """Register the retrieval bundle of run ``run_id`` in ``store`` as a new version of model ``name``.
 
     Raises :class:`TrackingError` if the run does not exist or has no ``retrieval_index`` artifact.
     ``alias`` (e.g. ``champion``) is moved to the new version. ``k`` is predict's default number of
@@ -61,15 +64,16 @@ def register_retrieval_model(run_id: str, name: str, alias: str | None = None, *
 
     if not name or "/" in name or "@" in name:
         raise TrackingError(f"model name must be non-empty without '/' or '@', got {name!r}")
-    c = client()
+    c = client(store.uri)
     run = get_run(c, run_id)
     names = {a.path for a in with_retry(c.list_artifacts, run_id)}
     if BUNDLE_DIR not in names:
         raise TrackingError(f"run {run_id} ({run.info.run_name}) has no '{BUNDLE_DIR}' artifact to register "
                             f"(it has {sorted(names) or 'no artifacts'}); log a folder written by "
                             f"workbench.tracking.write_retrieval_bundle with the run")
-    mlflow.set_tracking_uri(c.tracking_uri)
-    mlflow.set_registry_uri(c.tracking_uri)
+    # Model.log and register_model use mlflow's global URIs: point them at this store.
+    mlflow.set_tracking_uri(store.uri)
+    mlflow.set_registry_uri(store.uri)
     # Model.log files the logged model under the *active* experiment, not the run's: without this it
     # lands in the default experiment, whose artifact root is ./mlruns of the current directory.
     mlflow.set_experiment(experiment_id=run.info.experiment_id)
@@ -79,7 +83,7 @@ def register_retrieval_model(run_id: str, name: str, alias: str | None = None, *
         bundle = load_bundle(bundle_dir)  # verifies the index checksum before anything is registered
         lineage = _lineage(run, bundle.config)
         card = Path(tmp) / "model_card.md"
-        atomic_write_text(card, model_card(name, run, bundle.config, lineage))
+        atomic_write_text(card, model_card(store, name, run, bundle.config, lineage))
         signature = ModelSignature(
             inputs=Schema([ColSpec("string", "query", required=False),
                            ColSpec(Array("double"), "vector", required=False)]),
@@ -98,17 +102,41 @@ def register_retrieval_model(run_id: str, name: str, alias: str | None = None, *
     text = description or f"{run.info.run_name}: retrieval over {lineage.get('workbench.dataset.name', '?')}"
     with_retry(c.update_model_version, name, version.version, description=text)
     if alias:
-        set_alias(name, alias, version.version)
+        set_alias(store, name, alias, version.version)
     return RegisteredVersion(name=name, version=str(version.version), alias=alias,
                              model_uri=f"models:/{name}/{version.version}", source_run_id=run_id, tags=lineage)
 
 
-def set_alias(name: str, alias: str, version: str | int) -> None:
+def set_alias(store: Store, name: str, alias: str, version: str | int) -> None:
     """Point ``models:/NAME@ALIAS`` at ``version`` (an alias names one version; it moves)."""
     if not alias or not alias.replace("-", "_").isidentifier() or alias.lower().startswith("v"):
         raise TrackingError(f"alias {alias!r} must be a word like 'champion' (and not start with 'v', which "
                             f"MLflow reserves for versions)")
-    with_retry(client().set_registered_model_alias, name, alias, str(version))
+    with_retry(client(store.uri).set_registered_model_alias, name, alias, str(version))
+
+
+_FRESH_PROCESS = """
+import json, sys
+import mlflow, pandas as pd
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model(sys.argv[2])
+out = model.predict(pd.DataFrame({"query": json.loads(sys.argv[3])}), params={"k": int(sys.argv[4])})
+print(json.dumps({"ids": out["ids"].tolist(), "scores": out["scores"].tolist()}))
+"""
+
+
+def predict_in_fresh_process(store: Store, model_uri: str, queries: list[str], k: int,
+                             timeout: float = 600) -> dict[str, Any]:
+    """Load ``model_uri`` (e.g. ``models:/NAME@champion``) from ``store`` in a new Python process, which
+    knows nothing of this one, and search ``queries``: ``{"ids", "scores", "seconds"}`` (load + search)."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _FRESH_PROCESS, store.uri, model_uri, json.dumps(queries),
+                           str(k)], capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise TrackingError(f"loading {model_uri} from {store.uri} in a fresh process failed: {tail}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    return {**out, "seconds": time.perf_counter() - start}
 
 
 def _lineage(run: Any, config: dict[str, Any]) -> dict[str, str]:
@@ -130,7 +158,7 @@ def _lineage(run: Any, config: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def model_card(name: str, run: Any, config: dict[str, Any], lineage: dict[str, str]) -> str:
+def model_card(store: Store, name: str, run: Any, config: dict[str, Any], lineage: dict[str, str]) -> str:
     """A Markdown model card: what the model is, what it was measured on, and where it came from."""
     metrics = "\n".join(f"| {k} | {v:.6g} |" for k, v in sorted(run.data.metrics.items())) or "| - | - |"
     params = "\n".join(f"| {k} | {v} |" for k, v in sorted(run.data.params.items())) or "| - | - |"
@@ -141,7 +169,7 @@ A retrieval configuration registered from run `{run.info.run_id}` ({run.info.run
 ## Use
 ```python
 import mlflow, pandas as pd
-mlflow.set_tracking_uri("{client().tracking_uri}")
+mlflow.set_tracking_uri("{store.uri}")
 model = mlflow.pyfunc.load_model("models:/{name}@champion")   # or models:/{name}/<version>
 model.predict(pd.DataFrame({{"query": ["..."]}}), params={{"k": {config.get("k", 10)}}})
 ```

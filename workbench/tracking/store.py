@@ -1,8 +1,11 @@
-"""Where runs go: the tracking URI, the artifact root, experiments, and retries on a locked SQLite store.
+"""Where runs go: the store (tracking URI + outbox), the artifact root, experiments, retries on a locked SQLite.
 
-The default store is SQLite at ``<project root>/.mlflow/mlflow.db`` with artifacts in ``.mlflow/artifacts``,
-resolved from the package (notebooks execute with cwd = ``notebooks/``); ``MLFLOW_TRACKING_URI`` overrides it,
-so a team's tracking server is one setting. mlflow is imported inside functions: it costs ~1.7 s.
+A :class:`Store` is resolved once, by an entry point (the CLI's command, a runner's caller, a notebook's
+parameters), with :meth:`Store.from_settings`, and passed down explicitly: nothing below reads the
+environment for it. The default is SQLite at ``<project root>/.mlflow/mlflow.db`` with artifacts in
+``.mlflow/artifacts``, resolved from the package (notebooks execute with cwd = ``notebooks/``);
+``MLFLOW_TRACKING_URI`` overrides it, so a team's tracking server is one setting. mlflow is imported inside
+functions: it costs ~1.7 s.
 """
 
 from __future__ import annotations
@@ -13,22 +16,23 @@ import random
 import re
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 from urllib.parse import urlparse
 
 from workbench.config import project_root
+from workbench.errors import TrackingError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 T = TypeVar("T")
 
-EXPERIMENTS = ("index-benchmarks", "hybrid", "feature-store", "embeddings")
-
 # SQLite waits 5 s for a lock inside each call; these retries cover longer contention (e.g. a schema upgrade).
 LOCK_RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0)
 _LOCKED = re.compile(r"database (table )?is locked|database is busy", re.I)
+STORE_CHOICES = ("project", "out_dir")
 
 
 def store_dir() -> Path:
@@ -36,12 +40,37 @@ def store_dir() -> Path:
     return project_root() / ".mlflow"
 
 
-def tracking_uri() -> str:
-    """``$MLFLOW_TRACKING_URI``, else the project's SQLite store."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    return f"sqlite:///{store_dir() / 'mlflow.db'}"
+@dataclass(frozen=True)
+class Store:
+    """A tracking store: where runs go (``uri``) and where they wait while it is unavailable (``outbox``)."""
+
+    uri: str
+    outbox: Path
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, str] | None = None) -> "Store":
+        """The configured store: ``MLFLOW_TRACKING_URI`` (else the project's SQLite store) and
+        ``WORKBENCH_OUTBOX`` (else ``.mlflow/outbox``), read from ``settings`` (default: the environment)."""
+        env = os.environ if settings is None else settings
+        uri = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_dir() / 'mlflow.db'}"
+        outbox = env.get("WORKBENCH_OUTBOX")
+        return cls(uri, Path(outbox).expanduser() if outbox else store_dir() / "outbox")
+
+    @classmethod
+    def in_folder(cls, folder: str | Path) -> "Store":
+        """A SQLite store of its own: ``folder/mlflow.db``, artifacts and outbox beside it."""
+        folder = Path(folder).resolve()
+        return cls(f"sqlite:///{folder / 'mlflow.db'}", folder / "outbox")
+
+
+def choose_store(where: str, folder: str | Path) -> Store:
+    """A notebook's ``store`` parameter: ``"project"`` is the configured store, ``"out_dir"`` a throw-away
+    store in ``folder`` (so CI runs stay out of the project's store)."""
+    if where == "project":
+        return Store.from_settings()
+    if where == "out_dir":
+        return Store.in_folder(folder)
+    raise TrackingError(f"store must be one of {STORE_CHOICES}, got {where!r}")
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -51,18 +80,12 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):])
 
 
-def artifact_root(uri: str | None = None) -> str | None:
+def artifact_root(uri: str) -> str | None:
     """Artifact root for experiments created here: ``artifacts/`` next to a SQLite database; a server decides."""
-    db = sqlite_path(uri or tracking_uri())
+    db = sqlite_path(uri)
     if db is None:
         return None
     return (db.parent / "artifacts").resolve().as_uri()
-
-
-def outbox_dir() -> Path:
-    """Runs that could not be logged wait here: ``$WORKBENCH_OUTBOX``, else ``.mlflow/outbox``."""
-    env = os.environ.get("WORKBENCH_OUTBOX")
-    return Path(env).expanduser() if env else store_dir() / "outbox"
 
 
 def is_locked_error(exc: BaseException) -> bool:
@@ -113,7 +136,7 @@ def unreachable_reason(uri: str, timeout: float = 2.0, ttl: float = 30.0) -> str
     return reason
 
 
-def client(uri: str | None = None) -> "MlflowClient":
+def client(uri: str) -> "MlflowClient":
     """An ``MlflowClient`` for tracking and the model registry on one store.
 
     The first use of a SQLite store in a process prepares it under a file lock (:func:`_prepare_sqlite`).
@@ -127,7 +150,6 @@ def client(uri: str | None = None) -> "MlflowClient":
     # A fresh SQLite store runs ~50 alembic migrations, each logged at INFO, and mlflow announces them.
     for name in ("alembic", "mlflow.store.db.utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    uri = uri or tracking_uri()
     db = sqlite_path(uri)
     if db is not None and db not in _prepared:
         _prepare_sqlite(db, uri)

@@ -1,22 +1,24 @@
-"""Execute the notebook series with papermill: the main job and the notebook tests both go through here.
+"""The notebook series: executing notebooks with papermill, and ``workbench run`` (the main job: the whole
+series, then the report). The notebook tests go through :func:`run_notebook` too.
 
 Each notebook has a cell tagged ``parameters`` (defaults = the full run) and a small CI parameter set in
-``metadata["workbench"]["ci_parameters"]``. It writes figures and ``results.json`` into ``out_dir``.
-
-    python -m workbench.notebooks [NOTEBOOK ...] [--ci] [--out DIR]
+``metadata["workbench"]["ci_parameters"]``. It writes figures and ``results.json`` into its ``out_dir``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from workbench.config import output_dir, project_root
 from workbench.errors import WorkbenchError
+from workbench.report import build_report
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)  # a long job: progress must show through a pipe at once
 
 
 def notebook_dir() -> Path:
@@ -28,21 +30,20 @@ def notebook_paths() -> list[Path]:
     return sorted(p for p in notebook_dir().glob("[0-9][0-9]_*.ipynb"))
 
 
-def _metadata(path: Path) -> dict[str, Any]:
+def _read(path: Path) -> dict[str, Any]:
     try:
-        nb = json.loads(Path(path).read_text(encoding="utf-8"))
+        return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise WorkbenchError(f"{path}: cannot read notebook ({exc})") from None
-    return nb
 
 
 def ci_parameters(path: Path) -> dict[str, Any]:
     """The notebook's small CI parameter set."""
-    return dict(_metadata(path).get("metadata", {}).get("workbench", {}).get("ci_parameters", {}))
+    return dict(_read(path).get("metadata", {}).get("workbench", {}).get("ci_parameters", {}))
 
 
 def has_parameters_cell(path: Path) -> bool:
-    return any("parameters" in c.get("metadata", {}).get("tags", []) for c in _metadata(path)["cells"])
+    return any("parameters" in c.get("metadata", {}).get("tags", []) for c in _read(path)["cells"])
 
 
 def run_notebook(path: str | Path, out_root: str | Path, ci: bool = False,
@@ -75,32 +76,23 @@ def run_notebook(path: str | Path, out_root: str | Path, ci: bool = False,
     return json.loads(results.read_text())
 
 
-def run_series(out_root: str | Path | None = None, ci: bool = False,
-               notebooks: list[Path] | None = None) -> dict[str, dict[str, Any]]:
+def run_series(out_root: str | Path | None = None, ci: bool = False, notebooks: Sequence[Path] | None = None,
+               log: Callable[[str], None] = _say) -> dict[str, dict[str, Any]]:
     """Execute notebooks in order (all by default); stops at the first failure."""
     out_root = Path(out_root) if out_root else output_dir()
     results: dict[str, dict[str, Any]] = {}
     for nb in notebooks or notebook_paths():
         start = time.perf_counter()
-        print(f"[notebooks] {nb.name} ({'ci' if ci else 'full'}) ...", flush=True)
+        log(f"[notebooks] {nb.name} ({'ci' if ci else 'full'}) ...")
         results[nb.stem] = run_notebook(nb, out_root, ci=ci)
-        print(f"[notebooks] {nb.name} done in {time.perf_counter() - start:.1f} s", flush=True)
+        log(f"[notebooks] {nb.name} done in {time.perf_counter() - start:.1f} s")
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m workbench.notebooks", description=__doc__.splitlines()[0])
-    ap.add_argument("notebooks", nargs="*", type=Path, help="default: the whole series")
-    ap.add_argument("--ci", action="store_true", help="use each notebook's small CI parameter set")
-    ap.add_argument("--out", type=Path, default=None, help="output folder (default: out/)")
-    args = ap.parse_args(argv)
-    try:
-        run_series(args.out, ci=args.ci, notebooks=args.notebooks or None)
-    except WorkbenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def run_job(out_root: str | Path | None = None, ci: bool = False, notebooks: Sequence[Path] | None = None,
+            log: Callable[[str], None] = _say) -> dict[str, Any]:
+    """``workbench run``: execute the series, then write the report beside the executed notebooks."""
+    out = Path(out_root) if out_root else output_dir()
+    results = run_series(out, ci=ci, notebooks=notebooks, log=log)
+    md, html = build_report(out)
+    return {"out": str(out), "notebooks": list(results), "markdown": str(md), "html": str(html)}

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.errors import DatasetError, DimensionError
+from workbench.errors import DatasetError
 from workbench.io import atomic_write_bytes
+from workbench.vectors.kernel import as_matrix, check_dim, check_metric, normalize
 
-METRICS = ("cosine", "ip", "l2")
 HDF5_METRICS = {"angular": "cosine", "euclidean": "l2", "dot": "ip"}
 
 
@@ -46,15 +46,12 @@ class VectorSet:
     distances: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise DatasetError(f"{self.name}: metric {self.metric!r} is not one of {', '.join(METRICS)}")
+        check_metric(self.metric, DatasetError, f"{self.name}: ")
         self.base = check_matrix(self.base, f"{self.name}: base", np.float32)
         if self.base.shape[0] == 0 or self.base.shape[1] == 0:
             raise DatasetError(f"{self.name}: base is empty (shape {self.base.shape})")
         self.queries = check_matrix(self.queries, f"{self.name}: queries", np.float32)
-        if self.queries.shape[1] != self.dim:
-            raise DimensionError(f"{self.name}: queries have dimension {self.queries.shape[1]}, "
-                                 f"base has {self.dim}")
+        check_dim(f"{self.name}: queries", self.queries.shape[1], self.dim, "base has")
         if self.neighbors is not None:
             self.neighbors = check_matrix(self.neighbors, f"{self.name}: neighbors", np.int64)
             if self.neighbors.shape[0] != self.n_queries:
@@ -92,26 +89,12 @@ class VectorSet:
 
 
 def check_matrix(a: np.ndarray, what: str, dtype: type = np.float32) -> np.ndarray:
-    """``a`` as a contiguous 2-D ``dtype`` array; DatasetError naming ``what`` and the bad row/column."""
+    """``a`` as a contiguous 2-D ``dtype`` array (the kernel's validator); an empty array is allowed here
+    (a file may hold base vectors only), a bad one is a DatasetError naming ``what`` and the row/column."""
     a = np.asarray(a)
-    if a.dtype.kind not in "biuf":
-        raise DatasetError(f"{what}: dtype {a.dtype} is not numeric")
-    if a.ndim != 2:
-        raise DatasetError(f"{what}: expected a 2-D array, got shape {a.shape}")
-    if dtype is np.int64 and a.dtype.kind == "f":
-        if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
-            raise DatasetError(f"{what}: ids must be integers, got dtype {a.dtype} with fractional values")
-    if a.dtype.kind == "f":
-        finite = np.isfinite(a)
-        if not finite.all():
-            i, j = np.argwhere(~finite)[0]
-            raise DatasetError(f"{what}: non-finite value {a[i, j]} at row {i}, column {j}")
-        if dtype is np.float32 and a.dtype.itemsize > 4:
-            big = np.abs(a) > np.finfo(np.float32).max
-            if big.any():
-                i, j = np.argwhere(big)[0]
-                raise DatasetError(f"{what}: value {a[i, j]} at row {i}, column {j} overflows float32")
-    return np.ascontiguousarray(a, dtype=dtype)
+    if a.ndim == 2 and a.shape[0] == 0 and a.dtype.kind in "biuf":
+        return np.ascontiguousarray(a, dtype=dtype)
+    return as_matrix(a, what, dtype=dtype, error=DatasetError)
 
 
 # --- TEXMEX *vecs ---------------------------------------------------------------------------------
@@ -282,8 +265,7 @@ def synthetic_clusters(n: int, dim: int, n_queries: int, n_clusters: int, seed: 
             raise DatasetError(f"synthetic_clusters: {arg} must be >= 1, got {value}")
     if n_queries < 0 or spread < 0:
         raise DatasetError(f"synthetic_clusters: n_queries and spread must be >= 0, got {n_queries}, {spread}")
-    if metric not in METRICS:
-        raise DatasetError(f"synthetic_clusters: metric {metric!r} is not one of {', '.join(METRICS)}")
+    check_metric(metric, DatasetError, "synthetic_clusters: ")
     centres_rng, base_rng, query_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
     centres = centres_rng.standard_normal((n_clusters, dim), dtype=np.float32)
 
@@ -292,9 +274,7 @@ def synthetic_clusters(n: int, dim: int, n_queries: int, n_clusters: int, seed: 
         x = rng.standard_normal((m, dim), dtype=np.float32)
         x *= np.float32(spread)
         x += centres[labels]
-        if metric == "cosine":
-            x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
-        return x
+        return normalize(x, "synthetic vectors") if metric == "cosine" else x
 
     name = f"synthetic-n{n}-d{dim}-c{n_clusters}-s{seed}-{metric}"
     return VectorSet(name, draw(base_rng, n), draw(query_rng, n_queries), metric)

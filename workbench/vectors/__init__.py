@@ -1,0 +1,2 @@
+"""The vector kernel (``kernel``: validation, normalisation, distances, exact top-k; ``recall``) and
+vector-set formats (``formats``: HDF5, *vecs, npz, synthetic)."""
