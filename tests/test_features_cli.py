@@ -48,7 +48,7 @@ def test_sweep_and_out_of_core(tmp_path, capsys):
 
 def test_bad_arguments_are_errors(capsys):
     assert main(["features", "bench", "--entities", "0", "--no-track"]) == 2
-    assert "--entities must be positive, got 0" in capsys.readouterr().err
+    assert "argument --entities: must be a positive integer (1 or more), got 0" in capsys.readouterr().err
     assert main(["features", "sweep", "--updates", "10,x", "--no-track"]) == 2
 
 

@@ -333,9 +333,9 @@ def test_cli_writes_results_and_plots(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--selectivity", "0.5,2"], "selectivity must be in (0, 1], got 2.0"),
-    (["--overfetch", "0"], "over-fetch factors must be positive integers, got [0]"),
-    (["--queries", "0"], "n_queries must be a positive integer, got 0"),
+    (["--selectivity", "0.5,2"], "argument --selectivity: expected comma-separated fractions in (0, 1], got '0.5,2'"),
+    (["--overfetch", "0"], "argument --overfetch: expected comma-separated positive integers, got '0'"),
+    (["--queries", "0"], "argument --queries: must be a positive integer (1 or more), got 0"),
     (["--index", "faiss:IVF8,Flat?nprobe=2.5"], "nprobe: '2.5' is not an integer"),
 ])
 def test_cli_bad_input_is_an_error_not_a_traceback(tmp_path, capsys, monkeypatch, argv, message):

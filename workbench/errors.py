@@ -90,3 +90,20 @@ class FeatureStoreError(WorkbenchError, ValueError):
 
 class TimestampError(FeatureStoreError):
     """A column that should hold timestamps does not, or holds ones finer than a microsecond."""
+
+
+# -- outputs and settings ----------------------------------------------------------------------
+class OutputError(WorkbenchError, OSError):
+    """An output or cache folder that cannot be written (under a regular file, read-only, /proc, /sys)."""
+
+
+class ResultsIntegrityError(DatasetError):
+    """A results file whose bytes do not match its checksum sidecar (damaged on disk)."""
+
+
+class ReportError(WorkbenchError, ValueError):
+    """A report asked of a folder that holds no executed notebook's results."""
+
+
+class NotebookFailedError(WorkbenchError):
+    """A notebook of the series failed: the message names the notebook and the failing cell."""

@@ -1,7 +1,9 @@
-"""The results store: one tidy row per measured point, in a Parquet file written atomically.
+"""The results store: one tidy row per measured point, in a Parquet file written atomically with a SHA-256
+sidecar (``results.parquet.sha256``) that is verified on every read.
 
 A point is identified by ``KEY`` (data set, the point's spec text, build parameters, k, threads); a sweep
-skips the points whose key is already in the file, so an interrupted sweep resumes where it stopped.
+skips the points whose key is already in the file, so an interrupted sweep resumes where it stopped, and a
+damaged file (its bytes no longer match the sidecar) stops the sweep instead of being built on.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from workbench.errors import DatasetError
-from workbench.io import atomic_write_bytes
+from workbench.io import read_checked, write_checked
 
 KEY = ("dataset_digest", "point", "build_params", "k", "threads")
 
@@ -23,12 +25,14 @@ def point_key(row: dict[str, Any] | pd.Series) -> tuple:
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
-    """The rows stored at ``path`` (an empty frame when there is no file yet)."""
+    """The rows stored at ``path`` (an empty frame when there is no file yet); raises
+    :class:`~workbench.errors.ResultsIntegrityError` if the file does not match its checksum."""
     path = Path(path)
     if not path.is_file():
         return pd.DataFrame()
+    data = read_checked(path)
     try:
-        return pd.read_parquet(path)
+        return pd.read_parquet(io.BytesIO(data))
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise DatasetError(f"{path}: not a readable results file ({exc})") from None
 
@@ -40,9 +44,10 @@ def measured_keys(df: pd.DataFrame) -> set[tuple]:
 
 
 def write_results(rows: Iterable[dict[str, Any]] | pd.DataFrame, path: str | Path) -> pd.DataFrame:
-    """Write all rows to ``path`` atomically (temp file + rename) and return them as a frame."""
+    """Write all rows to ``path`` and its checksum sidecar atomically (temp file + rename) and return them
+    as a frame."""
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     buf = io.BytesIO()
     df.to_parquet(buf, index=False)
-    atomic_write_bytes(path, buf.getvalue())
+    write_checked(path, buf.getvalue())
     return df

@@ -11,12 +11,13 @@ import argparse
 import importlib
 import json
 import sys
+import warnings
 from typing import Any, Sequence
 
-from workbench.errors import WorkbenchError
-from workbench.tracking.store import Store
+from workbench.errors import TrackingUnavailableWarning, WorkbenchError
+from workbench.tracking.store import Store, unreachable_reason
 
-COMMAND_MODULES = ("data", "embed", "ann", "filtered", "hybrid", "tracking", "features", "report", "pg")
+COMMAND_MODULES = ("data", "embed", "ann", "filtered", "hybrid", "tracking", "features", "report", "pg", "db")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,12 +39,31 @@ def emit(payload: dict[str, Any], as_json: bool, lines: Sequence[str] = ()) -> N
             print(line)
 
 
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
+    """The workbench's own warnings as one line, ``warning: ...``; others as Python prints them."""
+    if issubclass(category, TrackingUnavailableWarning):
+        return f"warning: {message}\n"
+    return _python_format_warning(message, category, filename, lineno, line)
+
+
+_python_format_warning = warnings.formatwarning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    # The one place a command's tracking store is resolved from settings; handlers pass it down.
-    args.store = Store.from_settings()
     try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse printed the usage and the problem; return its code (2), as for errors
+        return exc.code if isinstance(exc.code, int) else 2
+    warnings.formatwarning = _format_warning
+    try:
+        # The one place a command's tracking store is resolved from settings; handlers pass it down.
+        args.store = Store.from_settings()
         rc = args.func(args)
+        if getattr(args, "no_track", True) is False and not getattr(args, "json", False):
+            queued = unreachable_reason(args.store.uri)  # say where the runs went: the store or the outbox
+            print(f"runs queued in {args.store.outbox} (`workbench runs sync` logs them)" if queued
+                  else f"runs tracked in {args.store.uri} (`workbench runs` lists them)")
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from workbench.cli.args import checked_out, out_dir, positive_float, positive_int
+
 if TYPE_CHECKING:
     from workbench.runners.ann import AnnResult
 
@@ -28,12 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="default: every family (the sweep used without --index); reference: the issue's "
                         "reference configurations, compared with the quoted figures; tour: one build per "
                         "family with two or three query points (notebook 02)")
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--threads", type=int, default=1, help="threads for one-query-at-a-time QPS (default 1)")
-    p.add_argument("--runs", type=int, default=3, help="timed passes per point; the best counts (default 3)")
-    p.add_argument("--budget", type=float, default=10.0, metavar="SECONDS",
+    p.add_argument("--k", type=positive_int, default=10)
+    p.add_argument("--threads", type=positive_int, default=1, help="threads for one-query-at-a-time QPS (default 1)")
+    p.add_argument("--runs", type=positive_int, default=3, help="timed passes per point; the best counts (default 3)")
+    p.add_argument("--budget", type=positive_float, default=10.0, metavar="SECONDS",
                    help="stop a point's timed passes once this much time is spent, after at least one (default 10)")
-    p.add_argument("--out", required=True, type=Path, metavar="DIR")
+    p.add_argument("--out", required=True, type=out_dir, metavar="DIR")
     p.add_argument("--no-track", action="store_true", help="do not log runs to the tracking store")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run_ann)
@@ -44,10 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("data", metavar="DATA", help=DATA_HELP)
     o.add_argument("--index", action="append", metavar="SPEC", help=SPEC_HELP + " (default: the HNSW reference "
                    "points of both libraries)")
-    o.add_argument("--k", type=int, default=10)
-    o.add_argument("--threads", type=int, default=1)
-    o.add_argument("--runs", type=int, default=10, help="alternating passes; the best of each side counts (default 10)")
-    o.add_argument("--out", type=Path, metavar="DIR", help="default: <output dir>/ann-overhead")
+    o.add_argument("--k", type=positive_int, default=10)
+    o.add_argument("--threads", type=positive_int, default=1)
+    o.add_argument("--runs", type=positive_int, default=10, help="alternating passes; the best of each side counts (default 10)")
+    o.add_argument("--out", type=out_dir, metavar="DIR", help="default: <output dir>/ann-overhead")
     o.add_argument("--json", action="store_true", help="print the result as JSON")
     o.set_defaults(func=run_overhead)
 
@@ -101,7 +103,7 @@ def run_overhead(args: argparse.Namespace) -> int:
     from workbench.runners.ann import OVERHEAD_SPECS
     from workbench.runners.ann import run_overhead as measure
 
-    payload = measure(args.data, args.out or output_dir() / "ann-overhead", specs=args.index or OVERHEAD_SPECS,
+    payload = measure(args.data, checked_out(args.out, lambda: output_dir() / "ann-overhead"), specs=args.index or OVERHEAD_SPECS,
                       k=args.k, threads=args.threads, runs=args.runs, progress=not args.json)
     lines = [f"{payload['dataset']['name']}: {payload['n_queries']:,} queries one at a time, {args.threads} "
              f"thread(s), k={args.k}, best of {args.runs} alternating passes"]

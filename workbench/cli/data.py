@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from workbench.cli import emit
+from workbench.cli.args import out_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     fetch = dsub.add_parser("fetch", help="download a Glasgow IR collection and convert it to the BEIR layout")
     fetch.add_argument("name", help="cranfield, cisi or medline")
     fetch.add_argument("--from", dest="source", help="a local raw archive or folder instead of downloading")
-    fetch.add_argument("--out", type=Path, metavar="DIR", help="output folder (default data/NAME)")
+    fetch.add_argument("--out", type=out_dir, metavar="DIR", help="output folder (default data/NAME)")
     fetch.add_argument("--json", action="store_true", help="print the result as JSON")
     fetch.set_defaults(func=_fetch)
 

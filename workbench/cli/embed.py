@@ -6,23 +6,24 @@ import argparse
 from pathlib import Path
 
 from workbench.cli import emit
+from workbench.cli.args import checked_out, out_dir, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="embed a collection (documents and queries) through the cache")
     p.add_argument("dataset", help="dataset name or BEIR folder")
-    p.add_argument("--limit", type=int, default=None, help="only the first N documents and queries")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--limit", type=positive_int, default=None, help="only the first N documents and queries")
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_embed)
 
     q = sub.add_parser("quantize",
                        help="storage quantization trade-off (float16, int8, binary) on an embedded collection")
     q.add_argument("dataset", help="dataset name or BEIR folder")
-    q.add_argument("--k", type=int, default=10)
+    q.add_argument("--k", type=positive_int, default=10)
     q.add_argument("--metric", default="cosine", choices=("cosine", "ip", "l2"))
-    q.add_argument("--limit", type=int, default=None, help="first N documents and queries only")
-    q.add_argument("--out", type=Path, default=None, metavar="DIR",
+    q.add_argument("--limit", type=positive_int, default=None, help="first N documents and queries only")
+    q.add_argument("--out", type=out_dir, default=None, metavar="DIR",
                    help="output folder (default <output dir>/quantization/DATASET)")
     q.add_argument("--json", action="store_true", help="print the table as JSON")
     q.set_defaults(func=_quantize)
@@ -30,9 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("embed-bench",
                        help="encoding throughput of the Embedder against a bare SentenceTransformer.encode")
     b.add_argument("dataset", help="dataset name or BEIR folder")
-    b.add_argument("--limit", type=int, default=1000)
-    b.add_argument("--repeats", type=int, default=3)
-    b.add_argument("--out", type=Path, default=None, metavar="DIR",
+    b.add_argument("--limit", type=positive_int, default=1000)
+    b.add_argument("--repeats", type=positive_int, default=3)
+    b.add_argument("--out", type=out_dir, default=None, metavar="DIR",
                    help="output folder of embed.json (default <output dir>/bench)")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     b.set_defaults(func=_bench)
@@ -54,7 +55,8 @@ def _embed(args: argparse.Namespace) -> int:
     payload = {"dataset": ds.name, "model": emb.model_id, "dim": int(vecs.shape[1]), **stats}
     emit(payload, args.json, [f"{ds.name}: {stats['n_texts']} texts, dim {vecs.shape[1]}, "
                               f"encoded {stats['encoded']}, cache hits {stats['cache_hits']}, "
-                              f"{stats['seconds']:.2f} s"])
+                              f"{stats['seconds']:.2f} s"]
+         + ([f"cache: {emb.cache.root}"] if emb.cache is not None else []))
     return 0
 
 
@@ -62,7 +64,7 @@ def _quantize(args: argparse.Namespace) -> int:
     from workbench.config import output_dir
     from workbench.embed.quantize import quantization_report
 
-    target = args.out or output_dir() / "quantization" / Path(args.dataset).name
+    target = checked_out(args.out, lambda: output_dir() / "quantization" / Path(args.dataset).name)
     table = quantization_report(args.dataset, target, k=args.k, metric=args.metric, limit=args.limit)
     emit({"out": str(target), "rows": table.to_dict(orient="records")}, args.json,
          [table.to_string(index=False), f"written to {target}"])
@@ -75,11 +77,12 @@ def _bench(args: argparse.Namespace) -> int:
     from workbench.embed.throughput import compare_throughput
     from workbench.io import atomic_write_json
 
+    folder = checked_out(args.out, lambda: output_dir() / "bench")
     ds = load_dataset(args.dataset)
     texts = ds.doc_texts()[:args.limit]
     result = compare_throughput(texts, repeats=args.repeats)
     result["dataset"] = ds.name
-    out = (args.out or output_dir() / "bench") / "embed.json"
+    out = folder / "embed.json"
     atomic_write_json(out, result)
     emit(result, args.json, [
         f"{ds.name}: {result['n_texts']} texts, best of {args.repeats}",

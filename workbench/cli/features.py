@@ -11,9 +11,8 @@ Each prints a table (or ``--json``), writes ``DIR/<command>.json`` (``--out DIR`
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from workbench.errors import WorkbenchError
+from workbench.cli.args import checked_out, memory_size, out_dir, positive_int, positive_int_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,42 +21,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = group.add_subparsers(dest="features_command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
-        p.add_argument("--out", type=Path, metavar="DIR", help="output folder of <command>.json "
+        p.add_argument("--threads", type=positive_int, default=None, help="DuckDB threads (default: all cores)")
+        p.add_argument("--out", type=out_dir, metavar="DIR", help="output folder of <command>.json "
                        "(default <output dir>/features)")
         p.add_argument("--no-track", action="store_true", help="do not log runs to the tracking store")
         p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     b = cmds.add_parser("bench", help="DuckDB vs merge_asof vs brute force: time and peak memory")
-    b.add_argument("--entities", type=int, default=1_000_000)
-    b.add_argument("--features", type=int, default=10_000_000, help="feature rows, split over two views")
-    b.add_argument("--updates-per-key", type=int, default=100)
-    b.add_argument("--sample", type=int, default=10_000, help="entity rows for the brute-force range join")
+    b.add_argument("--entities", type=positive_int, default=1_000_000)
+    b.add_argument("--features", type=positive_int, default=10_000_000, help="feature rows, split over two views")
+    b.add_argument("--updates-per-key", type=positive_int, default=100)
+    b.add_argument("--sample", type=positive_int, default=10_000, help="entity rows for the brute-force range join")
     common(b)
     b.set_defaults(func=run_bench)
 
     s = cmds.add_parser("sweep", help="join time as updates per key grow (one view)")
-    s.add_argument("--entities", type=int, default=200_000)
-    s.add_argument("--features", type=int, default=1_000_000)
-    s.add_argument("--updates", default="10,100,1000,10000", help="comma-separated updates per key")
-    s.add_argument("--sample", type=int, default=20_000, help="entity rows for the brute-force range join")
+    s.add_argument("--entities", type=positive_int, default=200_000)
+    s.add_argument("--features", type=positive_int, default=1_000_000)
+    s.add_argument("--updates", type=positive_int_list, default="10,100,1000,10000", help="comma-separated updates per key")
+    s.add_argument("--sample", type=positive_int, default=20_000, help="entity rows for the brute-force range join")
     common(s)
     s.set_defaults(func=run_sweep)
 
     o = cmds.add_parser("ooc", help="out-of-core join from a DuckDB file under a memory limit")
-    o.add_argument("--rows", type=int, default=50_000_000, help="feature rows")
-    o.add_argument("--entities", type=int, default=1_000_000)
-    o.add_argument("--updates-per-key", type=int, default=100)
-    o.add_argument("--memory-limit", default="1GB")
-    o.add_argument("--workdir", type=Path, help="keep the store and spill folder here (default: a temp dir)")
+    o.add_argument("--rows", type=positive_int, default=50_000_000, help="feature rows")
+    o.add_argument("--entities", type=positive_int, default=1_000_000)
+    o.add_argument("--updates-per-key", type=positive_int, default=100)
+    o.add_argument("--memory-limit", type=memory_size, default="1GB", help="DuckDB memory limit, e.g. 1GB, 512MiB")
+    o.add_argument("--workdir", type=out_dir, help="keep the store and spill folder here (default: a temp dir)")
     common(o)
     o.set_defaults(func=run_ooc)
-
-
-def _positive(**values: int) -> None:
-    for name, v in values.items():
-        if v <= 0:
-            raise WorkbenchError(f"--{name.replace('_', '-')} must be positive, got {v}")
 
 
 def _run(args: argparse.Namespace, bench: str, **params: object) -> dict:
@@ -66,7 +59,7 @@ def _run(args: argparse.Namespace, bench: str, **params: object) -> dict:
     from workbench.tracking.sink import NullSink
 
     sink = NullSink() if args.no_track else features.tracking_sink(args.store, f"workbench features {bench}")
-    result = features.run_features(bench, args.out or output_dir() / "features", sink=sink,
+    result = features.run_features(bench, checked_out(args.out, lambda: output_dir() / "features"), sink=sink,
                                    progress=lambda m: None if args.json else print(m), threads=args.threads,
                                    **params)
     return result.payload
@@ -88,8 +81,6 @@ def _row(r: dict) -> str:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    _positive(entities=args.entities, features=args.features, updates_per_key=args.updates_per_key,
-              sample=args.sample)
     res = _run(args, "bench", n_entities=args.entities, n_features=args.features,
                updates_per_key=args.updates_per_key, sample=args.sample)
     lines = [f"point-in-time join: {res['n_entities']:,} entity rows x {res['n_features']:,} feature rows "
@@ -100,11 +91,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    try:
-        updates = tuple(int(u) for u in args.updates.split(","))
-    except ValueError:
-        raise WorkbenchError(f"--updates must be comma-separated integers, got {args.updates!r}") from None
-    _positive(entities=args.entities, features=args.features, sample=args.sample, **{"updates": min(updates)})
+    updates = tuple(args.updates)
     res = _run(args, "sweep", n_entities=args.entities, n_features=args.features, updates=updates,
                sample=args.sample)
     lines = [f"updates-per-key sweep: {res['n_entities']:,} entity rows x {res['n_features']:,} feature rows "
@@ -116,7 +103,6 @@ def run_sweep(args: argparse.Namespace) -> int:
 
 
 def run_ooc(args: argparse.Namespace) -> int:
-    _positive(rows=args.rows, entities=args.entities, updates_per_key=args.updates_per_key)
     res = _run(args, "ooc", n_rows=args.rows, n_entities=args.entities, updates_per_key=args.updates_per_key,
                memory_limit=args.memory_limit, workdir=args.workdir)
     lines = [f"out-of-core join: {res['n_entities']:,} entity rows x {res['feature_rows']:,} feature rows from a "

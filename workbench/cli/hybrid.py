@@ -4,29 +4,29 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from workbench.cli import emit
+from workbench.cli.args import checked_out, non_negative_int, out_dir, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("hybrid", help="evaluate BM25, dense and fused retrieval on a BEIR collection")
     p.add_argument("dataset", help="dataset name or BEIR folder")
-    p.add_argument("--out", required=True, type=Path, metavar="DIR",
+    p.add_argument("--out", required=True, type=out_dir, metavar="DIR",
                    help="output folder (metrics.json, runs/NAME.trec, comparison.md)")
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds over queries for tuned fusion")
-    p.add_argument("--depth", type=int, default=100, help="results per query of each run")
-    p.add_argument("--seed", type=int, default=0, help="seed of the fold split and the randomization test")
+    p.add_argument("--folds", type=positive_int, default=5, help="cross-validation folds over queries for tuned fusion")
+    p.add_argument("--depth", type=positive_int, default=100, help="results per query of each run")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the fold split and the randomization test")
     p.add_argument("--no-track", action="store_true", help="do not log runs to the tracking store")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_hybrid)
 
     b = sub.add_parser("hybrid-bench", help="BM25 index+retrieval time per collection; fusion time vs ranx")
     b.add_argument("datasets", nargs="*", default=["cranfield", "cisi", "medline"])
-    b.add_argument("--queries", type=int, default=1000)
-    b.add_argument("--candidates", type=int, default=1000)
-    b.add_argument("--repeats", type=int, default=3)
-    b.add_argument("--out", type=Path, metavar="DIR", help="output folder of hybrid.json (default <output dir>/bench)")
+    b.add_argument("--queries", type=positive_int, default=1000)
+    b.add_argument("--candidates", type=positive_int, default=1000)
+    b.add_argument("--repeats", type=positive_int, default=3)
+    b.add_argument("--out", type=out_dir, metavar="DIR", help="output folder of hybrid.json (default <output dir>/bench)")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     b.set_defaults(func=_bench)
 
@@ -52,7 +52,7 @@ def _bench(args: argparse.Namespace) -> int:
     from workbench.config import output_dir
     from workbench.runners.hybrid import run_hybrid_bench
 
-    payload = run_hybrid_bench(args.datasets, args.out or output_dir() / "bench", queries=args.queries,
+    payload = run_hybrid_bench(args.datasets, checked_out(args.out, lambda: output_dir() / "bench"), queries=args.queries,
                                candidates=args.candidates, repeats=args.repeats)
     f = payload["fusion"]
     lines = [f"BM25 (bm25s, Lucene k1=1.5 b=0.75), index + top-100 retrieval of all queries, best of {args.repeats}:"]

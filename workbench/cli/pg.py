@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
+
+from workbench.cli.args import checked_out, out_dir, positive_int
 
 DATA_HELP = "a DATA argument as for `workbench ann` (e.g. synthetic:n=20000,dim=64,queries=500)"
 
@@ -31,10 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("data", metavar="DATA", help=DATA_HELP)
     o.add_argument("--index", required=True, action="append", metavar="SPEC",
                    help="a pgvector SPEC, e.g. 'pgvector:hnsw,m=16,ef_construction=64?ef_search=40' (repeatable)")
-    o.add_argument("--k", type=int, default=10)
-    o.add_argument("--runs", type=int, default=10, help="alternating passes; per block of 50 queries the best of each side counts (default 10)")
-    o.add_argument("--sample", type=int, default=100, help="queries timed by EXPLAIN ANALYZE (default 100)")
-    o.add_argument("--out", type=Path, metavar="DIR", help="default: <output dir>/pg-overhead")
+    o.add_argument("--k", type=positive_int, default=10)
+    o.add_argument("--runs", type=positive_int, default=10, help="alternating passes; per block of 50 queries the best of each side counts (default 10)")
+    o.add_argument("--sample", type=positive_int, default=100, help="queries timed by EXPLAIN ANALYZE (default 100)")
+    o.add_argument("--out", type=out_dir, metavar="DIR", help="default: <output dir>/pg-overhead")
     o.add_argument("--json", action="store_true")
     o.set_defaults(func=run_overhead)
 
@@ -87,9 +88,9 @@ def run_overhead(args: argparse.Namespace) -> int:
     bad = [s.text for s in specs if s.library != "pgvector"]
     if bad:
         raise IndexSpecError(f"workbench pg overhead measures pgvector specs only, got {', '.join(bad)}")
+    out = checked_out(args.out, lambda: output_dir() / "pg-overhead")
     data = load_bench_data(args.data, progress=not args.json)
     rows = [r for spec in specs for r in measure_pg_overhead(data, spec, k=args.k, runs=args.runs, sample=args.sample)]
-    out = args.out or output_dir() / "pg-overhead"
     payload = {"dataset": data.dataset_info, "n_base": len(data.base), "results": rows}
     atomic_write_json(out / "overhead.json", payload)
     lines = [(f"{data.name}: {len(data.queries):,} queries one at a time, k={args.k}, best of {args.runs} "

@@ -9,20 +9,21 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from workbench.cli import emit
+from workbench.cli.args import checked_out, out_dir, positive_int, where_clause
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("runs", help="list tracked runs, or `runs sync` to log the runs waiting in the outbox")
     p.add_argument("action", nargs="?", choices=("list", "sync"), default="list")
     p.add_argument("--experiment", help="only this experiment (default: all)")
-    p.add_argument("--limit", type=int, default=20, help="newest N runs (default 20)")
+    p.add_argument("--limit", type=positive_int, default=20, help="newest N runs (default 20)")
     p.add_argument("--json", action="store_true", help="print the runs as JSON")
     p.set_defaults(func=_runs)
 
     p = sub.add_parser("best", help="the best run of an experiment under constraints")
     p.add_argument("--experiment", required=True)
     p.add_argument("--metric", required=True, help="metric to optimise, e.g. qps")
-    p.add_argument("--where", help='constraints, e.g. "recall>=0.95 and params.k=10"')
+    p.add_argument("--where", type=where_clause, help='constraints, e.g. "recall>=0.95 and params.k=10"')
     p.add_argument("--min", action="store_true", help="lowest value wins (latency, memory)")
     p.add_argument("--json", action="store_true", help="print the run as JSON")
     p.set_defaults(func=_best)
@@ -36,16 +37,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_id")
     p.add_argument("--name", required=True, help="registered model name")
     p.add_argument("--alias", help="alias to point at the new version (champion, challenger)")
-    p.add_argument("--k", type=int, help="default number of results of predict (default: the bundle's)")
+    p.add_argument("--k", type=positive_int, help="default number of results of predict (default: the bundle's)")
     p.add_argument("--json", action="store_true", help="print the model version as JSON")
     p.set_defaults(func=_register)
 
     p = sub.add_parser("tracking-bench", help="time logging N configs x P params x M metrics on a fresh store")
-    p.add_argument("--configs", type=int, default=100)
-    p.add_argument("--params", type=int, default=10)
-    p.add_argument("--metrics", type=int, default=10)
+    p.add_argument("--configs", type=positive_int, default=100)
+    p.add_argument("--params", type=positive_int, default=10)
+    p.add_argument("--metrics", type=positive_int, default=10)
     p.add_argument("--uri", help="benchmark this store instead of a fresh temporary SQLite one")
-    p.add_argument("--out", type=Path, metavar="DIR", help="output folder of tracking_bench.json "
+    p.add_argument("--out", type=out_dir, metavar="DIR", help="output folder of tracking_bench.json "
                    "(default: <output dir>)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_bench)
@@ -55,11 +56,15 @@ def _runs(args: argparse.Namespace) -> int:
     if args.action == "sync":
         return _sync(args)
     from workbench.tracking.query import runs_frame
+    from workbench.tracking.runs import end_stale_runs
 
+    killed = end_stale_runs(args.store)  # so that a killed sweep's parent is not listed as RUNNING
     df = runs_frame(args.store, args.experiment).head(args.limit)
     runs = [_run_record(row) for _, row in df.iterrows()]
     lines = [f"{len(runs)} runs in {args.store.uri}" + (f" (experiment {args.experiment})" if args.experiment
                                                         else "")]
+    if killed:
+        lines.append(f"  ended {len(killed)} runs left RUNNING by processes that died as KILLED")
     for r in runs:
         shown = ", ".join(f"{k}={_fmt(v)}" for k, v in list(r["metrics"].items())[:4])
         lines.append(f"  {r['run_id'][:12]}  {r['experiment']:<18} {r['status']:<9} {r['run_name'] or '':<36} {shown}")
@@ -73,13 +78,14 @@ def _sync(args: argparse.Namespace) -> int:
     store = args.store
     report = sync(store)
     payload = {"tracking_uri": store.uri, "outbox": str(store.outbox), "logged": report.logged,
-               "failed": report.failed, "skipped": report.skipped}
+               "failed": report.failed, "skipped": report.skipped, "stuck": report.stuck}
     lines = [f"outbox {store.outbox}: {len(report.logged)} runs logged to {store.uri}, "
-             f"{len(report.failed)} failed, {len(report.skipped)} left for later"]
+             f"{len(report.failed)} failed, {len(report.stuck)} stuck, {len(report.skipped)} left for later"]
     lines += [f"  failed  {Path(p).name}: {why}" for p, why in report.failed.items()]
+    lines += [f"  stuck   {Path(p).name}: {why}" for p, why in report.stuck.items()]
     lines += [f"  skipped {Path(p).name}: {why}" for p, why in report.skipped.items()]
     emit(payload, args.json, lines)
-    return 1 if report.failed else 0
+    return 1 if report.failed or report.stuck else 0
 
 
 def _best(args: argparse.Namespace) -> int:
@@ -125,7 +131,7 @@ def _bench(args: argparse.Namespace) -> int:
     from workbench.config import output_dir
     from workbench.runners.tracking_bench import run_tracking_bench
 
-    result = run_tracking_bench(args.store, args.out or output_dir(), args.configs, args.params, args.metrics,
+    result = run_tracking_bench(args.store, checked_out(args.out, output_dir), args.configs, args.params, args.metrics,
                                 uri=args.uri)
     lines = [f"logged {result['configs']} runs x {result['params_per_run']} params x {result['metrics_per_run']} "
              f"metrics in {result['seconds']:.2f} s ({result['runs_per_second']:.0f} runs/s) on a "

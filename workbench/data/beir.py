@@ -10,6 +10,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 
@@ -51,37 +52,51 @@ class BeirDataset:
                 f"{n_judged} qrels, split={self.split!r})")
 
 
+def _utf8_lines(path: Path) -> Iterator[str]:
+    """The lines of ``path`` decoded as UTF-8; a byte that is not UTF-8 is a :class:`DatasetError` naming
+    the file, the line and the byte offset in the file (a raw ``UnicodeDecodeError`` names neither)."""
+    offset = 0
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DatasetError(f"{path}:{lineno}: byte offset {offset + exc.start} (column {exc.start + 1}): "
+                                   f"0x{raw[exc.start]:02x} is not UTF-8 ({exc.reason}); re-encode the file as "
+                                   f"UTF-8") from None
+            offset += len(raw)
+
+
 def _read_jsonl(path: Path, required: tuple[str, ...], optional: tuple[str, ...]) -> pd.DataFrame:
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
     rows: list[dict[str, str]] = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{lineno}: column {exc.colno}: malformed JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            for key in required:
-                if key not in obj or obj[key] is None:
-                    raise DatasetError(f"{path}:{lineno}: missing required field {key!r}")
-            doc_id = str(obj["_id"])
-            if not doc_id:
-                raise DatasetError(f"{path}:{lineno}: empty '_id'")
-            if doc_id in seen:
-                raise DatasetError(f"{path}:{lineno}: duplicate id {doc_id!r} (first seen on line {seen[doc_id]})")
-            seen[doc_id] = lineno
-            row = {"_id": doc_id}
-            for key in required[1:] + optional:
-                value = obj.get(key) or ""
-                if not isinstance(value, str):
-                    raise DatasetError(f"{path}:{lineno}: field {key!r} of id {doc_id!r} is not a string")
-                row[key] = value
-            rows.append(row)
+    for lineno, line in enumerate(_utf8_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{path}:{lineno}: column {exc.colno}: malformed JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise DatasetError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        for key in required:
+            if key not in obj or obj[key] is None:
+                raise DatasetError(f"{path}:{lineno}: missing required field {key!r}")
+        doc_id = str(obj["_id"])
+        if not doc_id:
+            raise DatasetError(f"{path}:{lineno}: empty '_id'")
+        if doc_id in seen:
+            raise DatasetError(f"{path}:{lineno}: duplicate id {doc_id!r} (first seen on line {seen[doc_id]})")
+        seen[doc_id] = lineno
+        row = {"_id": doc_id}
+        for key in required[1:] + optional:
+            value = obj.get(key) or ""
+            if not isinstance(value, str):
+                raise DatasetError(f"{path}:{lineno}: field {key!r} of id {doc_id!r} is not a string")
+            row[key] = value
+        rows.append(row)
     return pd.DataFrame(rows, columns=["_id", *required[1:], *optional])
 
 
@@ -89,26 +104,25 @@ def _read_qrels(path: Path, doc_ids: set[str], query_ids: set[str]) -> Qrels:
     if not path.is_file():
         raise DatasetError(f"{path}: file not found")
     qrels: Qrels = {}
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter="\t")
-        for lineno, row in enumerate(reader, start=1):
-            if not row or not "".join(row).strip():
-                continue
-            if lineno == 1 and row[0].strip().lower() in {"query-id", "query_id", "qid"}:
-                continue
-            if len(row) != 3:
-                raise DatasetError(f"{path}:{lineno}: expected 3 tab-separated columns "
-                                   f"(query-id, corpus-id, score), got {len(row)}")
-            qid, did, score = (c.strip() for c in row)
-            try:
-                grade = int(score)
-            except ValueError:
-                raise DatasetError(f"{path}:{lineno}: column 3: score {score!r} is not an integer") from None
-            if qid not in query_ids:
-                raise DatasetError(f"{path}:{lineno}: query id {qid!r} is not in queries.jsonl")
-            if did not in doc_ids:
-                raise DatasetError(f"{path}:{lineno}: document id {did!r} is not in corpus.jsonl")
-            qrels.setdefault(qid, {})[did] = grade
+    reader = csv.reader(_utf8_lines(path), delimiter="\t")
+    for lineno, row in enumerate(reader, start=1):
+        if not row or not "".join(row).strip():
+            continue
+        if lineno == 1 and row[0].strip().lower() in {"query-id", "query_id", "qid"}:
+            continue
+        if len(row) != 3:
+            raise DatasetError(f"{path}:{lineno}: expected 3 tab-separated columns "
+                               f"(query-id, corpus-id, score), got {len(row)}")
+        qid, did, score = (c.strip() for c in row)
+        try:
+            grade = int(score)
+        except ValueError:
+            raise DatasetError(f"{path}:{lineno}: column 3: score {score!r} is not an integer") from None
+        if qid not in query_ids:
+            raise DatasetError(f"{path}:{lineno}: query id {qid!r} is not in queries.jsonl")
+        if did not in doc_ids:
+            raise DatasetError(f"{path}:{lineno}: document id {did!r} is not in corpus.jsonl")
+        qrels.setdefault(qid, {})[did] = grade
     return qrels
 
 

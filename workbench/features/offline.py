@@ -74,7 +74,11 @@ class OfflineStore:
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET enable_progress_bar = false")
         if memory_limit:
-            self.con.execute(f"SET memory_limit = '{memory_limit}'")
+            try:
+                self.con.execute(f"SET memory_limit = '{memory_limit}'")
+            except duckdb.Error as exc:  # e.g. "1XB": say which setting, not a parser error
+                raise FeatureStoreError(f"memory_limit {memory_limit!r} is not a memory size such as 1GB or "
+                                        f"512MiB ({str(exc).splitlines()[0]})") from None
         if temp_directory:
             self.con.execute(f"SET temp_directory = '{Path(temp_directory)}'")
         if threads:

@@ -40,6 +40,9 @@ class FeatureView:
             raise FeatureStoreError(f"feature view {self.name!r} needs at least one entity column")
         if not self.features:
             raise FeatureStoreError(f"feature view {self.name!r} needs at least one feature")
+        if self.ttl is not None and not isinstance(self.ttl, timedelta):
+            raise FeatureStoreError(f"feature view {self.name!r}: ttl must be a datetime.timedelta (e.g. "
+                                    f"timedelta(hours=1)) or None, got {type(self.ttl).__name__} {self.ttl!r}")
         if self.ttl is not None and self.ttl < timedelta(0):
             raise FeatureStoreError(f"feature view {self.name!r}: ttl {self.ttl} is negative")
         seen: set[str] = set()

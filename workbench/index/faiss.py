@@ -105,7 +105,15 @@ class FaissIndex(VectorIndex):
             if self.train_size and self.train_size < len(vectors):
                 rows = np.random.default_rng(self.seed).choice(len(vectors), self.train_size, replace=False)
                 train = vectors[np.sort(rows)]
-            index.train(train)
+            _check_training_size(index, self.factory, len(train))
+            try:
+                index.train(train)
+            except RuntimeError as exc:  # PQ/SQ codebooks need more points than their centroids too
+                found = _TOO_FEW.search(str(exc))
+                if not found:
+                    raise
+                raise IndexSpecError(f"faiss:{self.factory}: {found[1]} training vectors for {found[2]} "
+                                     f"clusters of a codebook; use more vectors or a smaller code") from None
         index.add(vectors)
         self._index = index
 
@@ -217,3 +225,19 @@ class FaissIndex(VectorIndex):
     @property
     def ntotal(self) -> int:
         return 0 if self._index is None else int(self._index.ntotal)
+
+
+_TOO_FEW = re.compile(r"Number of training points \((\d+)\) should be at least as large as number of "
+                      r"clusters \((\d+)\)")
+
+
+def _check_training_size(index: Any, factory: str, n_train: int) -> None:
+    """An IVF with more lists than training vectors cannot be clustered: say so with both numbers, before
+    faiss's clustering raises a RuntimeError from C++."""
+    try:
+        nlist = faiss.extract_index_ivf(index).nlist
+    except RuntimeError:  # not an IVF index
+        return
+    if nlist > n_train:
+        raise IndexSpecError(f"faiss:{factory}: {nlist} IVF lists but only {n_train} vectors to train them; "
+                             f"use at most {n_train} lists (about sqrt(n) = {max(1, int(n_train ** 0.5))} is usual)")

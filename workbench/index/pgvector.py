@@ -35,44 +35,39 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import psycopg
+from psycopg import sql as pgsql
 from psycopg.rows import scalar_row
 
-from workbench.errors import DatabaseError, IndexSpecError
+from workbench.errors import DatabaseError, DatasetError, IndexSpecError, QueryError
 from workbench.index.base import VectorIndex
 from workbench.index.pgvector_sql import (
     COLUMN_MAX_DIMS,
     INDEX_MAX_DIMS,
+    PREDICATE_TYPES,
     QUERY_PARAMS,
     RERANK_DEFAULT,
     SETTINGS,
+    attribute_columns,
     build_text,
     canonical_build,
     check_query_params,
+    copy_in,
+    copy_rows,
     index_sql,
     parse_build,
     query_sql,
 )
+from workbench.index.predicate import compile_predicate
 from workbench.services.postgres import connect, ensure_server, table_name
 
 __all__ = ["QUERY_PARAMS", "PgvectorIndex", "build_text", "parse_build"]   # the registry contract (index.spec)
 
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8     # signature, flags, header extension length
-_COPY_TRAILER = b"\xff\xff"
-_COPY_CHUNK_ROWS = 20_000
-
-
-def _copy_rows(vectors: np.ndarray) -> np.ndarray:
-    """COPY BINARY tuples ``(id int4, v vector)`` as one structured array (pgvector's binary ``vector``:
-    int16 dim, int16 unused, float32 big-endian values)."""
-    n, d = vectors.shape
-    dt = np.dtype([("fields", ">i2"), ("id_len", ">i4"), ("id", ">i4"), ("v_len", ">i4"), ("dim", ">i2"),
-                   ("unused", ">i2"), ("v", ">f4", (d,))])
-    rows = np.empty(n, dtype=dt)
-    rows["fields"], rows["id_len"], rows["v_len"], rows["dim"], rows["unused"] = 2, 4, 4 + 4 * d, d, 0
-    rows["id"] = np.arange(n)
-    rows["v"] = vectors
-    return rows
+def _plan_note(index_scan: bool) -> str:
+    """A comment that makes the statement text differ by planner setting: a prepared statement keeps the
+    plan it was given (psycopg prepares by text), and ``enable_sort`` changes the plan, not the execution."""
+    return " /* enable_sort off */" if index_scan else ""
 
 
 def _drop(conn: psycopg.Connection, table: str) -> None:
@@ -90,11 +85,17 @@ class PgvectorIndex(VectorIndex):
     library = "pgvector"
     QUERY_PARAMS = QUERY_PARAMS
 
-    def __init__(self, kind: str = "hnsw", metric: str = "cosine", **build: Any) -> None:
+    def __init__(self, kind: str = "hnsw", metric: str = "cosine", attributes: pd.DataFrame | None = None,
+                 **build: Any) -> None:
         """``build``: m, ef_construction, type (hnsw); lists, type (ivfflat); maintenance_work_mem and
-        max_parallel_maintenance_workers (both); pgvector's defaults fill the rest."""
+        max_parallel_maintenance_workers (both); pgvector's defaults fill the rest. ``attributes``: a table
+        with ``id`` = row position (e.g. ``Metadata.frame()``) loaded beside the vectors, one btree index
+        per column, for ``where_searcher``; not a build parameter (the vector index is the same)."""
         params = canonical_build(kind, {k: v for k, v in build.items() if k != "kind"}, "pgvector index")
         super().__init__(metric, **params)
+        self.attributes = attributes
+        #: attribute column -> type name for the predicate grammar (set by ``build``)
+        self.attribute_types: dict[str, str] = {}
         self.kind, self.vtype = kind, params.get("type", "vector")
         self.build_stats: dict[str, Any] = {}
         self._conn: psycopg.Connection | None = None
@@ -131,6 +132,8 @@ class PgvectorIndex(VectorIndex):
     def _build(self, vectors: np.ndarray) -> None:
         self.close()
         n, d = vectors.shape
+        columns = self._attribute_values(n)         # bad attributes fail before anything reaches the server
+        attrs = attribute_columns(columns)
         conn = connect()
         table = table_name(self.kind)
         self._conn, self._table, self._applied = conn, table, {}
@@ -141,16 +144,16 @@ class PgvectorIndex(VectorIndex):
             notices.append(diag.message_primary or "")
         conn.add_notice_handler(notice)
         try:
-            conn.execute(f"CREATE TABLE {table} (id int4 NOT NULL, v vector({d}))")
-            rows = _copy_rows(vectors)
+            extra = "".join(f', "{name}" {pg}' for name, (pg, _, _) in attrs.items())
+            conn.execute(f"CREATE TABLE {table} (id int4 NOT NULL, v vector({d}){extra})")
+            rows = copy_rows(vectors, columns=columns)
             t0 = time.perf_counter()
-            with conn.cursor().copy(f"COPY {table} (id, v) FROM STDIN WITH (FORMAT BINARY)") as copy:
-                copy.write(_COPY_HEADER)
-                for i in range(0, n, _COPY_CHUNK_ROWS):
-                    copy.write(rows[i:i + _COPY_CHUNK_ROWS].tobytes())
-                copy.write(_COPY_TRAILER)
+            copy_in(conn, table, rows)
             load_s = time.perf_counter() - t0
             del rows
+            for name in attrs:
+                conn.execute(f'CREATE INDEX ON {table} ("{name}")')      # btree: the planner's exact path
+            self.attribute_types = {name: PREDICATE_TYPES[pg] for name, (pg, _, _) in attrs.items()}
             t0 = time.perf_counter()
             # now, not during the measurement: autovacuum would pick up a freshly filled table (its insert
             # threshold) and the first reads would set hint bits
@@ -180,6 +183,15 @@ class PgvectorIndex(VectorIndex):
                             "max_parallel_maintenance_workers":
                                 self.build_params.get("max_parallel_maintenance_workers")}
 
+    def _attribute_values(self, n: int) -> dict[str, np.ndarray]:
+        if self.attributes is None:
+            return {}
+        frame = self.attributes
+        if "id" not in frame.columns or len(frame) != n or not np.array_equal(frame["id"].to_numpy(), np.arange(n)):
+            raise DatasetError(f"{self.label}: attributes must have an 'id' column 0..{n - 1} in order, one row per "
+                               f"vector; got {len(frame)} rows for {n} vectors")
+        return {str(c): frame[c].to_numpy() for c in frame.columns if c != "id"}
+
     def close(self) -> None:
         """Drop the table and close the connection (also done when the object is garbage-collected)."""
         if self._finalizer is not None:
@@ -195,14 +207,16 @@ class PgvectorIndex(VectorIndex):
         out = {name: default for name, (_, default) in SETTINGS[self.kind].items()}
         return out | ({"rerank": RERANK_DEFAULT} if self.vtype == "bit" else {})
 
-    def settings(self, params: dict[str, Any]) -> dict[str, str]:
-        """Server settings (name -> value) for query parameters ``params``; absent ones at pgvector's default."""
+    def settings(self, params: dict[str, Any], index_scan: bool = False) -> dict[str, str]:
+        """Server settings (name -> value) for query parameters ``params``; absent ones at pgvector's default.
+        ``index_scan`` turns sorting off, which leaves the planner the vector index's ordered scan only."""
         out = {guc: str(params.get(name, default)) for name, (guc, default) in SETTINGS[self.kind].items()}
         out["max_parallel_workers_per_gather"] = str(max(self.threads - 1, 0))
+        out["enable_sort"] = "off" if index_scan else "on"
         return out
 
-    def _apply(self, params: dict[str, Any]) -> None:
-        for guc, value in self.settings(params).items():
+    def _apply(self, params: dict[str, Any], index_scan: bool = False) -> None:
+        for guc, value in self.settings(params, index_scan).items():
             if self._applied.get(guc) == value:
                 continue
             try:
@@ -212,14 +226,52 @@ class PgvectorIndex(VectorIndex):
                                     f"{str(exc).strip().splitlines()[0]}") from None
             self._applied[guc] = value
 
-    def statement(self, k: int, **query_params: Any) -> tuple[str, dict[str, str]]:
-        """The SQL ``searcher`` prepares (one parameter ``%(q)b``: the query vector) and the settings it
-        applies first, for bare-loop comparisons and ``EXPLAIN``."""
+    def statement(self, k: int, where: str | None = None, index_scan: bool = False,
+                  **query_params: Any) -> tuple[str, dict[str, str]]:
+        """The SQL ``searcher`` (``where_searcher`` with ``where``) prepares (one parameter ``%(q)b``: the
+        query vector) and the settings it applies first, for bare-loop comparisons and ``EXPLAIN``."""
         self._check_k(k)
         params = {**self.query_params, **self._check_query_params(query_params)}
         self._check_rerank(k, params)
-        return query_sql(self._table, self.vtype, self.metric, self.dim, k, params, False, False), \
-            self.settings(params)
+        return query_sql(self._table, self.vtype, self.metric, self.dim, k, params, False, False,
+                         self._where_sql(where, index_scan)) + _plan_note(index_scan), self.settings(params, index_scan)
+
+    def _where_sql(self, where: str | None, index_scan: bool) -> str:
+        """``where`` (the predicate grammar over the attribute columns) as SQL, its values inlined as
+        literals: the planner then sees the real selectivity (a bound value gets a generic estimate)."""
+        if index_scan and self.kind == "exact":
+            raise QueryError(f"{self.label} has no vector index to keep the planner on (index_scan=True)")
+        if where is None:
+            return ""
+        if not self.attribute_types:
+            raise QueryError(f"{self.label}: a WHERE predicate needs attribute columns; build with attributes=...")
+        text, values = compile_predicate(where, self.attribute_types)
+        parts = text.split("?")
+        out = pgsql.SQL("").join(
+            [pgsql.SQL(parts[0])] + [pgsql.SQL("{}{}").format(pgsql.Literal(v), pgsql.SQL(p))
+                                     for v, p in zip(values, parts[1:])])
+        return out.as_string(self._conn)
+
+    def where_searcher(self, k: int, where: str, index_scan: bool = False,
+                       **query_params: Any) -> Callable[[np.ndarray], list[int]]:
+        """``f(row) -> ids`` of the top-``k`` rows matching ``where`` (e.g. ``"u < 0.01"``), filtered by the
+        database's ``WHERE`` on the attribute columns. The planner chooses the path (the btree on the column
+        and an exact sort, or the vector index then the filter) unless ``index_scan`` keeps it on the
+        vector index; with the index, a query may come back short unless iterative scans are on."""
+        self._check_k(k)
+        params = self._params(query_params)
+        self._check_rerank(k, params)
+        cond = self._where_sql(where, index_scan)
+        self._apply(params, index_scan)
+        statement = query_sql(self._table, self.vtype, self.metric, self.dim, k, params, False, False, cond) + \
+            _plan_note(index_scan)
+        cur = self._conn.cursor(row_factory=scalar_row, binary=True)
+        execute, fetchall = cur.execute, cur.fetchall
+
+        def one(row: np.ndarray) -> list[int]:
+            execute(statement, {"q": row[0]}, prepare=True)
+            return fetchall()
+        return one
 
     def _check_rerank(self, k: int, params: dict[str, Any]) -> None:
         if self.vtype == "bit" and params.get("rerank", RERANK_DEFAULT) < k:

@@ -1,4 +1,5 @@
-"""pgvector's vocabulary for ``PgvectorIndex``: kinds, storage types, limits, parameters, and the SQL text.
+"""pgvector's vocabulary for ``PgvectorIndex``: kinds, storage types, limits, parameters, the SQL text and
+the COPY BINARY row layout (vectors and attribute columns).
 
 From pgvector 0.8's README (https://github.com/pgvector/pgvector): HNSW ``WITH (m, ef_construction)``
 (2 <= m <= 100, 4 <= ef_construction <= 1000, ef_construction >= 2 m) and ``hnsw.ef_search``; IVFFlat
@@ -12,9 +13,13 @@ from __future__ import annotations
 
 import numbers
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from workbench.errors import IndexSpecError
+import numpy as np
+import psycopg
+
+from workbench.errors import DatasetError, IndexSpecError
 
 KINDS = ("hnsw", "ivfflat", "exact")
 TYPES = ("vector", "halfvec", "bit")
@@ -148,8 +153,9 @@ def index_sql(table: str, kind: str, vtype: str, metric: str, dim: int, build: d
 
 
 def query_sql(table: str, vtype: str, metric: str, dim: int, k: int, params: dict[str, Any],
-              distances: bool, filtered: bool) -> str:
-    """The top-``k`` statement: parameter ``%(q)b`` is the query vector, ``%(allowed)b`` the allowed ids.
+              distances: bool, filtered: bool, where: str = "") -> str:
+    """The top-``k`` statement: parameter ``%(q)b`` is the query vector, ``%(allowed)b`` the allowed ids,
+    ``where`` a further SQL condition (on attribute columns).
 
     ``distances`` adds the exact distance by the stored float32 vector. type=bit takes the ``rerank``
     nearest by Hamming distance of the binary codes and orders them by the exact distance (pgvector's
@@ -157,7 +163,8 @@ def query_sql(table: str, vtype: str, metric: str, dim: int, k: int, params: dic
     they are re-sorted in an outer query (pgvector's README)."""
     op = OPERATOR[metric]
     exact = f"v {op} %(q)b"
-    where = " WHERE id = ANY(%(allowed)b)" if filtered else ""
+    conditions = (["id = ANY(%(allowed)b)"] if filtered else []) + ([where] if where else [])
+    where = " WHERE " + " AND ".join(conditions) if conditions else ""
     if vtype == "bit":
         inner = (f"SELECT id, v FROM {table}{where} ORDER BY binary_quantize(v)::bit({dim}) <~> "
                  f"binary_quantize(%(q)b) LIMIT {params.get('rerank', RERANK_DEFAULT)}")
@@ -168,3 +175,79 @@ def query_sql(table: str, vtype: str, metric: str, dim: int, k: int, params: dic
                  f"ORDER BY o LIMIT {k}")
         return f"WITH r AS MATERIALIZED ({inner}) SELECT id{', d' if distances else ''} FROM r ORDER BY o"
     return f"SELECT id{', ' + exact if distances else ''} FROM {table}{where} ORDER BY {order} LIMIT {k}"
+
+
+# -- COPY ... FORMAT BINARY (PostgreSQL docs, "COPY", binary format) ------------------------------------
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8     # signature, flags, header extension length
+_COPY_TRAILER = b"\xff\xff"
+_COPY_CHUNK_ROWS = 20_000
+
+
+#: numpy kind -> (PostgreSQL type, COPY BINARY field dtype)
+_ATTRIBUTE_TYPES = {"i": ("int8", ">i8"), "u": ("int8", ">i8"), "f": ("float8", ">f8"), "b": ("bool", "?"),
+                    "M": ("timestamptz", ">i8")}
+#: PostgreSQL type -> the type name the predicate grammar checks literals against (``index.predicate``)
+PREDICATE_TYPES = {"int8": "BIGINT", "float8": "DOUBLE", "bool": "BOOLEAN", "timestamptz": "TIMESTAMP",
+                   "text": "VARCHAR"}
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PG_EPOCH_US = 946_684_800_000_000          # 2000-01-01 in microseconds since 1970: PostgreSQL's timestamp zero
+
+
+def attribute_columns(columns: Mapping[str, np.ndarray]) -> dict[str, tuple[str, np.dtype, np.ndarray]]:
+    """Per attribute column: its PostgreSQL type, COPY field dtype and the values as that dtype. Integers,
+    floats, booleans and datetimes; text only when every value has the same UTF-8 length (a fixed field),
+    as the synthetic attributes have (``workbench.index.metadata``)."""
+    out = {}
+    for name, values in columns.items():
+        if not _IDENT.fullmatch(name) or name in ("id", "v"):
+            raise DatasetError(f"attribute column {name!r} is not a usable column name (identifier, not id or v)")
+        a = np.asarray(values)
+        if a.dtype.kind in "OUS":
+            raw = np.array([str(x).encode() for x in a.tolist()], dtype=object)
+            widths = {len(b) for b in raw}
+            if len(widths) != 1:
+                raise DatasetError(f"attribute column {name!r}: text values of {min(widths)} to {max(widths)} "
+                                   "bytes; only text of one length can be loaded")
+            width = widths.pop()
+            out[name] = ("text", np.dtype(f"S{width}"), raw.astype(f"S{width}"))
+        elif a.dtype.kind in _ATTRIBUTE_TYPES:
+            pg, field = _ATTRIBUTE_TYPES[a.dtype.kind]
+            if a.dtype.kind == "M":
+                a = a.astype("datetime64[us]").astype(np.int64) - _PG_EPOCH_US
+            out[name] = (pg, np.dtype(field), a)
+        else:
+            raise DatasetError(f"attribute column {name!r} has dtype {a.dtype}; expected numbers, booleans, "
+                               "datetimes or text")
+    return out
+
+
+def copy_rows(vectors: np.ndarray, ids: np.ndarray | None = None,
+              columns: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """COPY BINARY tuples ``(id int4, v vector, *columns)`` as one structured array (pgvector's binary
+    ``vector``: int16 dim, int16 unused, float32 big-endian values); ``ids`` default to row positions,
+    ``columns`` as ``attribute_columns`` takes them."""
+    n, d = vectors.shape
+    attrs = attribute_columns(columns or {})
+    fields = [("fields", ">i2"), ("id_len", ">i4"), ("id", ">i4"), ("v_len", ">i4"), ("dim", ">i2"),
+              ("unused", ">i2"), ("v", ">f4", (d,))]
+    for name, (_, field, _) in attrs.items():
+        fields += [(f"{name}_len", ">i4"), (name, field)]
+    rows = np.empty(n, dtype=np.dtype(fields))
+    rows["fields"], rows["id_len"], rows["v_len"], rows["dim"], rows["unused"] = 2 + len(attrs), 4, 4 + 4 * d, d, 0
+    rows["id"] = np.arange(n) if ids is None else ids
+    rows["v"] = vectors
+    for name, (_, field, values) in attrs.items():
+        if len(values) != n:
+            raise DatasetError(f"attribute column {name!r} has {len(values)} values for {n} vectors")
+        rows[f"{name}_len"], rows[name] = field.itemsize, values
+    return rows
+
+
+def copy_in(conn: psycopg.Connection, table: str, rows: np.ndarray) -> None:
+    """Stream ``copy_rows`` output into ``table`` (its columns in that order)."""
+    names = [f'"{f}"' for f in rows.dtype.names if f not in ("fields", "dim", "unused") and not f.endswith("_len")]
+    with conn.cursor().copy(f"COPY {table} ({', '.join(names)}) FROM STDIN WITH (FORMAT BINARY)") as copy:
+        copy.write(_COPY_HEADER)
+        for i in range(0, len(rows), _COPY_CHUNK_ROWS):
+            copy.write(rows[i:i + _COPY_CHUNK_ROWS].tobytes())
+        copy.write(_COPY_TRAILER)

@@ -27,7 +27,6 @@ from workbench.tracking.experiments import INDEX_BENCHMARKS, TRACKING_BENCH
 from workbench.tracking.sink import ChildRun, Sink, TrackingSink
 from workbench.tracking.store import (
     Store,
-    client,
     ensure_experiment,
     sqlite_path,
     store_dir,
@@ -66,10 +65,10 @@ def run_tracking_bench(store: Store, out_dir: str | Path, configs: int = 100, n_
         base.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix="bench-", dir=base))
         uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    target = Store(uri, store.outbox)
+    target = Store(uri, store.outbox, store.timeout)
     try:
         start = time.perf_counter()
-        c = client(uri)
+        c = target.client()
         if unreachable_reason(uri) is None:  # else the sweep below goes to the outbox, as any command's would
             ensure_experiment(c, TRACKING_BENCH)
         setup = time.perf_counter() - start

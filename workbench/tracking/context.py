@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import socket
 import subprocess
 import sys
 from importlib import metadata
@@ -36,7 +37,7 @@ def _static_tags() -> dict[str, str]:
         "workbench.cpu": cpu_model(),
         "workbench.cores": str(os.cpu_count() or 0),
         "workbench.python": platform.python_version(),
-        "workbench.host": platform.node(),
+        "workbench.host": socket.gethostname(),
     }
     for dist, short in KEY_LIBRARIES.items():
         try:
@@ -58,6 +59,7 @@ def run_tags(command: str | None = None) -> dict[str, str]:
     tags["mlflow.source.name"] = source
     tags["mlflow.source.type"] = "NOTEBOOK" if source.endswith(".ipynb") or _in_kernel() else "LOCAL"
     tags["workbench.threads"] = str(thread_count())
+    tags["workbench.pid"] = str(os.getpid())  # with workbench.host: is the process that wrote it alive?
     return tags
 
 

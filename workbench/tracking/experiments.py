@@ -9,6 +9,7 @@ FILTERED_SEARCH = INDEX_BENCHMARKS
 HYBRID = "hybrid"                      # `workbench hybrid`, notebook 05
 FEATURE_STORE = "feature-store"        # `workbench features ...`
 EMBEDDINGS = "embeddings"
+SERIES = "benchmark-series"            # `workbench run`: one parent run per series, a child per notebook
 TRACKING_BENCH = "tracking-bench"      # `workbench tracking-bench` (on its own, usually temporary, store)
 
-EXPERIMENTS = (INDEX_BENCHMARKS, HYBRID, FEATURE_STORE, EMBEDDINGS, TRACKING_BENCH)
+EXPERIMENTS = (INDEX_BENCHMARKS, HYBRID, FEATURE_STORE, EMBEDDINGS, SERIES, TRACKING_BENCH)

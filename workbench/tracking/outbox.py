@@ -3,20 +3,33 @@
 One file per run, named so that sorting by name is creation order. A parent run's file is written when the
 sweep starts and rewritten when it ends, so a crash mid-sweep still keeps it. Sync claims a file by renaming
 it, so two concurrent syncs never log the same run twice.
+
+The outbox is a journal, so a sync killed at any point can be resumed: every run carries its outbox id as
+the tag ``workbench.outbox_id`` (a run already in the store is not logged again), and the id -> run id of
+each logged entry is written to ``synced/<outbox id>`` before the entry is deleted (its children are
+linked through it).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.errors import TrackingError
-from workbench.io import atomic_write_json
-from workbench.tracking.record import RunRecord, store_record
-from workbench.tracking.store import Store, client, unreachable_reason
+from workbench.io import atomic_write_json, atomic_write_text
+from workbench.tracking.record import OUTBOX_TAG, RunRecord, experiment_id, store_record
+from workbench.tracking.store import Store, unreachable_reason, with_retry
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+SYNCED = "synced"  # folder of the outbox id -> run id map
+PAUSE_SETTING = "WORKBENCH_SYNC_PAUSE_AFTER"  # fault tests: stop for ever after N runs reach the store
 
 
 def entry_path(outbox: Path, record: RunRecord) -> Path:
@@ -36,7 +49,7 @@ def pending(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     for claimed in folder.glob("*.json.syncing-*"):
-        if not _pid_alive(int(claimed.name.rsplit("-", 1)[1])):
+        if not pid_alive(int(claimed.name.rsplit("-", 1)[1])):
             release(claimed)
     return sorted(folder.glob("*.json"))
 
@@ -45,10 +58,11 @@ def writer_alive(record: RunRecord) -> bool:
     """True if another live process on this host wrote ``record`` (its parent run may still be growing)."""
     if record.host != socket.gethostname() or record.pid == os.getpid():
         return False
-    return _pid_alive(record.pid)
+    return pid_alive(record.pid)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True if process ``pid`` exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -75,18 +89,29 @@ def release(claimed: Path) -> None:
 
 @dataclass
 class SyncReport:
-    """What ``sync`` did: run ids logged per outbox file, files that failed (with why) or were skipped."""
+    """What ``sync`` did: run ids logged per outbox file, files that failed (with why), that wait for a
+    live sweep (skipped) or that cannot be logged until something else is (stuck)."""
 
     logged: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    stuck: dict[str, str] = field(default_factory=dict)
+
+
+def synced_ids(outbox: Path) -> dict[str, str]:
+    """Outbox id -> run id of the entries already logged from ``outbox``."""
+    folder = outbox / SYNCED
+    if not folder.is_dir():
+        return {}
+    return {p.name: p.read_text().strip() for p in folder.iterdir() if not p.name.startswith(".")}
 
 
 def sync(store: Store) -> SyncReport:
     """Log every run of ``store``'s outbox to it, parents before children, and delete the logged files.
 
     A parent run still open in a live process is left for a later sync; one whose process died is logged
-    as KILLED. A failing run stays in the outbox and the rest go on.
+    as KILLED. A failing run stays in the outbox and the rest go on. Resumable after a kill at any point
+    (see the module docstring).
     """
     report = SyncReport()
     paths = pending(store.outbox)
@@ -95,7 +120,7 @@ def sync(store: Store) -> SyncReport:
     reason = unreachable_reason(store.uri, ttl=0)
     if reason:
         raise TrackingError(f"cannot sync {len(paths)} outbox runs to {store.uri}: {reason}")
-    mlflow_client = client(store.uri)
+    mlflow_client = store.client()
     records = []
     for path in paths:
         try:
@@ -104,16 +129,21 @@ def sync(store: Store) -> SyncReport:
             report.failed[str(path)] = str(exc)
     # Parents first so children can be linked to their new run ids.
     records.sort(key=lambda pr: (not pr[1].is_parent, pr[0].name))
-    new_ids: dict[str, str] = {}
+    new_ids = synced_ids(store.outbox)
+    waiting = {r.local_id for p, r in records if r.is_parent and r.status == "RUNNING" and writer_alive(r)}
     for path, record in records:
+        if record.local_id in waiting:
+            report.skipped[str(path)] = f"sweep still running in process {record.pid}"
+            continue
         if record.is_parent and record.status == "RUNNING":
-            if writer_alive(record):
-                report.skipped[str(path)] = f"sweep still running in process {record.pid}"
-                continue
             record.status = "KILLED"
         if record.parent_local_id is not None:
             if record.parent_local_id not in new_ids:
-                report.skipped[str(path)] = f"its parent run {record.parent_local_id} is not logged yet"
+                why = f"its parent run {record.parent_local_id} is not logged yet"
+                if record.parent_local_id in waiting:
+                    report.skipped[str(path)] = why
+                else:
+                    report.stuck[str(path)] = why
                 continue
             record.parent_run_id = new_ids[record.parent_local_id]
         claimed = claim(path)
@@ -121,7 +151,11 @@ def sync(store: Store) -> SyncReport:
             report.skipped[str(path)] = "taken by another sync"
             continue
         try:
-            run_id = store_record(record, mlflow_client)
+            run_id = new_ids.get(record.local_id) or _logged_run(mlflow_client, record)
+            if run_id is None:
+                run_id = store_record(record, mlflow_client)
+                _fault_point(len(report.logged) + 1)
+            atomic_write_text(store.outbox / SYNCED / record.local_id, run_id)
         except Exception as exc:
             release(claimed)
             report.failed[str(path)] = f"{type(exc).__name__}: {exc}"
@@ -129,4 +163,31 @@ def sync(store: Store) -> SyncReport:
         claimed.unlink()
         new_ids[record.local_id] = run_id
         report.logged[str(path)] = run_id
+    if not pending(store.outbox):  # nothing left that could need a parent's run id
+        for marker in (store.outbox / SYNCED).glob("*"):
+            marker.unlink(missing_ok=True)
     return report
+
+
+def _logged_run(c: "MlflowClient", record: RunRecord) -> str | None:
+    """The run a previous (killed) sync made of ``record``, if it finished it; a half-written one (still
+    RUNNING: store_record terminates every synced run last) is deleted so that it is logged anew."""
+    found = with_retry(c.search_runs, [experiment_id(c, record.experiment)],
+                       f"tags.`{OUTBOX_TAG}` = '{record.local_id}'", max_results=10)
+    run_id = None
+    for run in found:
+        if run.info.status == "RUNNING" or run_id is not None:
+            with_retry(c.delete_run, run.info.run_id)
+        else:
+            run_id = run.info.run_id
+    return run_id
+
+
+def _fault_point(stored: int) -> None:
+    """Fault tests only: with ``WORKBENCH_SYNC_PAUSE_AFTER=N``, stop for ever once the N-th run is in the
+    store and before the outbox knows it (the worst moment to be killed)."""
+    after = os.environ.get(PAUSE_SETTING)
+    if after and stored >= int(after):
+        print(f"sync paused after {stored} runs", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(60)

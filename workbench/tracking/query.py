@@ -6,6 +6,7 @@ MLflow) compares numerically like a metric: ``"recall>=0.95 and params.k=10"``.
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from typing import Any, Sequence
@@ -14,11 +15,14 @@ import pandas as pd
 
 from workbench.errors import TrackingError
 from workbench.tracking.record import key_name
-from workbench.tracking.store import Store, client, with_retry
+from workbench.tracking.store import Store, with_retry
 
 _OPS = {">=": operator.ge, "<=": operator.le, "==": operator.eq, "!=": operator.ne, "=": operator.eq,
         ">": operator.gt, "<": operator.lt}
-_CONDITION = re.compile(r"^\s*([A-Za-z_][\w.:@/-]*)\s*(>=|<=|==|!=|=|>|<)\s*(.+?)\s*$")
+_NAME = re.compile(r"[A-Za-z_][\w.:@/-]*")
+_OP = re.compile(r">=|<=|==|!=|=|>|<")
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?(?![\w.])")
+_AND = re.compile(r"\s+and\s+", re.I)
 
 
 def runs_frame(store: Store, experiment: str | None = None, max_results: int = 10_000,
@@ -31,7 +35,7 @@ def runs_frame(store: Store, experiment: str | None = None, max_results: int = 1
     """
     import mlflow
 
-    c = client(store.uri)
+    c = store.client()
     experiments = with_retry(c.search_experiments)
     names = {e.experiment_id: e.name for e in experiments}
     if experiment is None:
@@ -55,18 +59,49 @@ def runs_frame(store: Store, experiment: str | None = None, max_results: int = 1
     return df.reset_index(drop=True)
 
 
-def parse_where(where: str | None) -> list[tuple[str, str, str]]:
-    """``"recall>=0.95 and qps>100"`` -> ``[("recall", ">=", "0.95"), ("qps", ">", "100")]``."""
+def parse_where(where: str | None) -> list[tuple[str, str, float]]:
+    """``"recall>=0.95 and qps>100"`` -> ``[("recall", ">=", 0.95), ("qps", ">", 100.0)]``.
+
+    The grammar is strict: ``NAME OP NUMBER`` conditions joined by ``and``, OP one of ``>= <= > < = == !=``,
+    NUMBER a finite decimal. Anything else (``recall<<0.5``, ``or``, a text value) is refused with the
+    position, never compared as text or silently re-read.
+    """
     if not where or not where.strip():
         return []
-    conditions = []
-    for part in re.split(r"\s+and\s+|\s*,\s*|\s*&&?\s*", where.strip(), flags=re.I):
-        match = _CONDITION.match(part)
-        if not match:
-            raise TrackingError(f"cannot parse condition {part!r} in --where {where!r}; expected NAME OP VALUE "
-                                f"with OP one of >=, <=, >, <, =, != (e.g. recall>=0.95)")
-        conditions.append((match[1], match[2], match[3].strip("'\"")))
-    return conditions
+    conditions, pos = [], 0
+
+    def fail(at: int, expected: str) -> TrackingError:
+        found = where[at:at + 12] or "the end"
+        return TrackingError(f"--where {where!r}: at position {at + 1} expected {expected}, found {found!r} "
+                             f"(the form is NAME OP NUMBER [and NAME OP NUMBER ...], e.g. recall>=0.95 and k=10)")
+
+    while True:
+        pos = _skip_space(where, pos)
+        name = _NAME.match(where, pos)
+        if not name:
+            raise fail(pos, "a metric or param name")
+        pos = _skip_space(where, name.end())
+        op = _OP.match(where, pos)
+        if not op:
+            raise fail(pos, "an operator (>=, <=, >, <, =, ==, !=)")
+        pos = _skip_space(where, op.end())
+        number = _NUMBER.match(where, pos)
+        if not number or not math.isfinite(float(number[0])):
+            raise fail(pos, "a number")
+        conditions.append((name[0], op[0], float(number[0])))
+        pos = number.end()
+        if _skip_space(where, pos) == len(where):
+            return conditions
+        joiner = _AND.match(where, pos)
+        if not joiner:
+            raise fail(_skip_space(where, pos), "'and' or the end")
+        pos = joiner.end()
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos].isspace():
+        pos += 1
+    return pos
 
 
 def resolve_column(df: pd.DataFrame, name: str) -> str:
@@ -82,14 +117,8 @@ def resolve_column(df: pd.DataFrame, name: str) -> str:
 def filter_runs(df: pd.DataFrame, where: str | None) -> pd.DataFrame:
     """Rows of ``df`` that meet every condition of ``where`` (numeric compare when the value is a number)."""
     mask = pd.Series(True, index=df.index)
-    for name, op, raw in parse_where(where):
-        column = df[resolve_column(df, name)]
-        value: Any = raw
-        try:
-            value = float(raw)
-            column = pd.to_numeric(column, errors="coerce")
-        except ValueError:
-            column = column.astype("string")
+    for name, op, value in parse_where(where):
+        column = pd.to_numeric(df[resolve_column(df, name)], errors="coerce")  # params are stored as text
         mask &= _OPS[op](column, value).fillna(False).astype(bool)
     return df[mask]
 
@@ -119,7 +148,7 @@ def compare_runs(store: Store, run_ids: Sequence[str], df: pd.DataFrame | None =
     """Runs side by side: one column per run (named by run name and id prefix), one row per param and
     metric any of them has, with ``differs`` marking rows whose values are not all equal."""
     if df is None:
-        c = client(store.uri)
+        c = store.client()
         rows = []
         for run_id in run_ids:
             run = get_run(c, run_id)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 PARENT_TAG = "mlflow.parentRunId"
+OUTBOX_TAG = "workbench.outbox_id"  # a record's local id: a resumed sync never logs a run twice
 MAX_PARAMS_PER_BATCH = 100    # mlflow's limit for params (and tags) in one log_batch
 MAX_METRICS_PER_BATCH = 900   # mlflow allows 1000 entities in one log_batch, 100 of them params
 MAX_DIGEST_CHARS = 32         # mlflow stores dataset digests in a 36-character column
@@ -146,7 +147,7 @@ def store_record(record: RunRecord, mlflow_client: "MlflowClient", terminate: bo
     from mlflow.entities import Param
 
     c = mlflow_client
-    tags = dict(record.tags)
+    tags = {**record.tags, OUTBOX_TAG: record.local_id}
     if record.parent_run_id:
         tags[PARENT_TAG] = record.parent_run_id
     run = with_retry(c.create_run, experiment_id(c, record.experiment), start_time=record.start_time, tags=tags,

@@ -26,7 +26,7 @@ from workbench.errors import TrackingError
 from workbench.io import atomic_write_text
 from workbench.tracking.bundle import BUNDLE_DIR, load_bundle
 from workbench.tracking.query import get_run
-from workbench.tracking.store import Store, client, with_retry
+from workbench.tracking.store import Store, with_retry
 
 MODEL_NAME_IN_RUN = "retriever"
 ALIASES = ("champion", "challenger")
@@ -64,7 +64,7 @@ def register_retrieval_model(store: Store, run_id: str, name: str, alias: str | 
 
     if not name or "/" in name or "@" in name:
         raise TrackingError(f"model name must be non-empty without '/' or '@', got {name!r}")
-    c = client(store.uri)
+    c = store.client()
     run = get_run(c, run_id)
     names = {a.path for a in with_retry(c.list_artifacts, run_id)}
     if BUNDLE_DIR not in names:
@@ -112,7 +112,7 @@ def set_alias(store: Store, name: str, alias: str, version: str | int) -> None:
     if not alias or not alias.replace("-", "_").isidentifier() or alias.lower().startswith("v"):
         raise TrackingError(f"alias {alias!r} must be a word like 'champion' (and not start with 'v', which "
                             f"MLflow reserves for versions)")
-    with_retry(client(store.uri).set_registered_model_alias, name, alias, str(version))
+    with_retry(store.client().set_registered_model_alias, name, alias, str(version))
 
 
 _FRESH_PROCESS = """

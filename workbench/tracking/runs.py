@@ -10,6 +10,8 @@ retries, the run goes to the store's outbox (``workbench runs sync`` logs it lat
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import warnings
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from workbench.errors import TrackingError, TrackingUnavailableWarning
-from workbench.tracking.outbox import write_entry
+from workbench.tracking.outbox import pid_alive, write_entry
 from workbench.tracking.record import (
     RunRecord,
     clean_metrics,
@@ -28,7 +30,9 @@ from workbench.tracking.record import (
     now_ms,
     store_record,
 )
-from workbench.tracking.store import Store, client, unreachable_reason, with_retry
+from workbench.tracking.store import Store, give_up_on, is_locked_error, lock_message, unreachable_reason, with_retry
+
+STALE_LIMIT = 1000  # RUNNING runs looked at per stale-run check
 
 
 @dataclass
@@ -96,6 +100,8 @@ def parent_run(store: Store, experiment: str, run_name: str, params: Mapping[str
     record = make_record(experiment, run_name, params, None, tags, (), dataset, command)
     record.is_parent, record.status = True, "RUNNING"
     run_id = None if _link_parent(store, record, parent_run_id) else _store_or_queue(store, record, terminate=False)
+    if run_id is not None:
+        end_stale_runs(store, experiment)
     state = _Parent(store=store, record=record, run_id=run_id)
     token = _current_parent.set(state)
     status = "FAILED"
@@ -107,17 +113,15 @@ def parent_run(store: Store, experiment: str, run_name: str, params: Mapping[str
         end = now_ms()
         if run_id is not None:
             try:
-                with_retry(client(store.uri).set_terminated, run_id, status=status, end_time=end)
-            except Exception as exc:
-                warnings.warn(TrackingUnavailableWarning(
-                    f"could not mark parent run {run_id} ({run_name}) {status}: {exc}"), stacklevel=3)
+                with_retry(store.client().set_terminated, run_id, status=status, end_time=end)
+            except Exception as exc:  # it stays RUNNING; a later sweep or `workbench runs` ends it as KILLED
+                _warn(store, f"could not mark parent run {run_id} ({run_name}) {status}: {lock_message(exc)}")
         else:
             record.status, record.end_time = status, end
             path = write_entry(store.outbox, record)
-            warnings.warn(TrackingUnavailableWarning(
-                f"tracking store {record.tracking_uri} unavailable ({record.error}); sweep '{run_name}' and "
-                f"{state.queued_children} child runs kept in {path.parent}; log them later with "
-                f"`workbench runs sync`"), stacklevel=3)
+            _warn(store, f"tracking store {record.tracking_uri} unavailable ({record.error}); sweep "
+                         f"'{run_name}' and {state.queued_children} child runs kept in {path.parent}; log them "
+                         f"later with `workbench runs sync`", force=True)
 
 
 def attach_outputs(name: str, artifacts: Sequence[str | Path] = (),
@@ -139,30 +143,69 @@ def attach_outputs(name: str, artifacts: Sequence[str | Path] = (),
         return
     store, record = enclosing.store, enclosing.record
     try:
-        c = client(store.uri)
+        if unreachable_reason(store.uri):
+            raise TrackingError(unreachable_reason(store.uri))
+        c = store.client()
         log_metrics(c, enclosing.run_id, numbers, now_ms())
         log_files(c, enclosing.run_id, paths, name)
     except Exception as exc:  # nothing measured may be lost: keep the outputs as a queued child
         child = make_record(record.experiment, name, None, numbers, {"kind": "outputs"}, paths, record.dataset)
         child.parent_run_id, child.end_time = enclosing.run_id, now_ms()
-        child.tracking_uri, child.error = store.uri, f"{type(exc).__name__}: {exc}"
+        child.tracking_uri, child.error = store.uri, lock_message(exc)
         path = write_entry(store.outbox, child)
-        warnings.warn(TrackingUnavailableWarning(
-            f"could not attach outputs {name!r} to run {enclosing.run_id}: {exc}; kept in {path}; log them "
-            f"later with `workbench runs sync`"), stacklevel=2)
+        _warn(store, f"could not attach outputs {name!r} to run {enclosing.run_id}: {lock_message(exc)}; kept "
+                     f"in {path}; log them later with `workbench runs sync`")
 
 
 def _store_or_queue(store: Store, record: RunRecord, terminate: bool = True) -> str | None:
     reason = unreachable_reason(store.uri)
     if reason is None:
         try:
-            return store_record(record, client(store.uri), terminate=terminate)
+            return store_record(record, store.client(), terminate=terminate)
         except Exception as exc:  # any store failure: the run must not be lost
-            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            reason = lock_message(exc)
+            if is_locked_error(exc):  # it stayed locked for the whole timeout: do not wait again per run
+                give_up_on(store.uri, reason)
     record.tracking_uri, record.error = store.uri, reason
     path = write_entry(store.outbox, record)
     if not record.is_parent:  # a parent warns once at its end, counting its children
-        warnings.warn(TrackingUnavailableWarning(
-            f"tracking store {store.uri} unavailable ({reason}); run '{record.run_name}' kept in {path}; "
-            f"log it later with `workbench runs sync`"), stacklevel=3)
+        _warn(store, f"tracking store {store.uri} unavailable ({reason}); run '{record.run_name}' kept in "
+                     f"{path}; this and later runs wait there; log them with `workbench runs sync`")
     return None
+
+
+_warned: set[str] = set()  # stores this process has warned about
+
+
+def _warn(store: Store, message: str, force: bool = False) -> None:
+    """One warning per store and process (a sweep of many queued runs prints one line), except ``force``
+    (a sweep's closing count)."""
+    if force or store.uri not in _warned:
+        _warned.add(store.uri)
+        warnings.warn(TrackingUnavailableWarning(message), stacklevel=3)
+
+
+def end_stale_runs(store: Store, experiment: str | None = None) -> list[str]:
+    """End as KILLED the RUNNING runs (of ``experiment``, else all) whose process died: written on this host
+    (tags ``workbench.host``, ``workbench.pid``) by a process that no longer exists, e.g. a killed sweep's
+    parent. Returns their run ids; a store failure ends nothing and raises nothing (the next call retries)."""
+    host, me = socket.gethostname(), os.getpid()
+    ended = []
+    try:
+        c = store.client()
+        if experiment is None:
+            ids = [e.experiment_id for e in with_retry(c.search_experiments)]
+        else:
+            exp = with_retry(c.get_experiment_by_name, experiment)
+            ids = [exp.experiment_id] if exp is not None else []
+        if not ids:
+            return []
+        for run in with_retry(c.search_runs, ids, "attributes.status = 'RUNNING'", max_results=STALE_LIMIT):
+            tags = run.data.tags
+            pid = tags.get("workbench.pid", "")
+            if tags.get("workbench.host") == host and pid.isdigit() and int(pid) != me and not pid_alive(int(pid)):
+                with_retry(c.set_terminated, run.info.run_id, status="KILLED", end_time=now_ms())
+                ended.append(run.info.run_id)
+    except Exception:  # cleaning up must never stop a sweep or a listing
+        return ended
+    return ended

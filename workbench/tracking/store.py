@@ -2,15 +2,17 @@
 
 A :class:`Store` is resolved once, by an entry point (the CLI's command, a runner's caller, a notebook's
 parameters), with :meth:`Store.from_settings`, and passed down explicitly: nothing below reads the
-environment for it. The default is SQLite at ``<project root>/.mlflow/mlflow.db`` with artifacts in
-``.mlflow/artifacts``, resolved from the package (notebooks execute with cwd = ``notebooks/``);
-``MLFLOW_TRACKING_URI`` overrides it, so a team's tracking server is one setting. mlflow is imported inside
+environment for it. The default is SQLite at ``<workspace>/.mlflow/mlflow.db`` with artifacts in
+``.mlflow/artifacts`` (the workspace: :func:`workbench.config.workspace`; notebooks executed from
+``notebooks/`` find the checkout's); ``MLFLOW_TRACKING_URI`` overrides it, so a team's tracking server is one setting. mlflow is imported inside
 functions: it costs ~1.7 s.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import os
 import random
 import re
@@ -18,10 +20,10 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 from urllib.parse import urlparse
 
-from workbench.config import project_root
+from workbench.config import workspace
 from workbench.errors import TrackingError
 
 if TYPE_CHECKING:
@@ -29,15 +31,21 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# SQLite waits 5 s for a lock inside each call; these retries cover longer contention (e.g. a schema upgrade).
-LOCK_RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0)
+# How long one store call may wait for a locked SQLite store before the run goes to the outbox
+# (``WORKBENCH_TRACKING_TIMEOUT``): long enough for other writers' commits, short enough that a store held
+# by a stuck process costs a sweep seconds, not minutes.
+DEFAULT_TIMEOUT_S = 5.0
+LOCK_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)  # then 0.8 s until the timeout
+# Libraries that log a traceback for every locked attempt; the workbench reports the cause in one line.
+_NOISY_LOGGERS = ("mlflow", "mlflow.store.db.utils", "mlflow.store.tracking.sqlalchemy_store", "sqlalchemy",
+                  "alembic")
 _LOCKED = re.compile(r"database (table )?is locked|database is busy", re.I)
 STORE_CHOICES = ("project", "out_dir")
 
 
 def store_dir() -> Path:
-    """The project's local store folder (``.mlflow`` at the project root)."""
-    return project_root() / ".mlflow"
+    """The local store folder: ``.mlflow`` in the workspace (see :mod:`workbench.config`)."""
+    return workspace() / ".mlflow"
 
 
 @dataclass(frozen=True)
@@ -46,15 +54,28 @@ class Store:
 
     uri: str
     outbox: Path
+    timeout: float = DEFAULT_TIMEOUT_S  # seconds one call may wait for a locked SQLite store
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str] | None = None) -> "Store":
-        """The configured store: ``MLFLOW_TRACKING_URI`` (else the project's SQLite store) and
-        ``WORKBENCH_OUTBOX`` (else ``.mlflow/outbox``), read from ``settings`` (default: the environment)."""
+        """The configured store: ``MLFLOW_TRACKING_URI`` (else the workspace's SQLite store),
+        ``WORKBENCH_OUTBOX`` (else ``.mlflow/outbox``) and ``WORKBENCH_TRACKING_TIMEOUT`` (seconds to wait
+        for a locked store, default 5), read from ``settings`` (default: the environment)."""
         env = os.environ if settings is None else settings
         uri = env.get("MLFLOW_TRACKING_URI") or f"sqlite:///{store_dir() / 'mlflow.db'}"
         outbox = env.get("WORKBENCH_OUTBOX")
-        return cls(uri, Path(outbox).expanduser() if outbox else store_dir() / "outbox")
+        raw = env.get("WORKBENCH_TRACKING_TIMEOUT") or str(DEFAULT_TIMEOUT_S)
+        try:
+            timeout = float(raw)
+        except ValueError:
+            timeout = math.nan
+        if not timeout > 0 or math.isinf(timeout):
+            raise TrackingError(f"WORKBENCH_TRACKING_TIMEOUT must be a positive number of seconds, got {raw!r}")
+        return cls(uri, Path(outbox).expanduser() if outbox else store_dir() / "outbox", timeout)
+
+    def client(self) -> "MlflowClient":
+        """An ``MlflowClient`` on this store whose calls wait at most ``timeout`` s for a lock."""
+        return client(self.uri, self.timeout)
 
     @classmethod
     def in_folder(cls, folder: str | Path) -> "Store":
@@ -93,16 +114,55 @@ def is_locked_error(exc: BaseException) -> bool:
     return bool(_LOCKED.search(str(exc)))
 
 
+def lock_message(exc: BaseException) -> str:
+    """One line for a store failure: "database is locked" when it is, else the exception's first line
+    (mlflow's text for a lock starts with an autoflush note that hides the cause)."""
+    if is_locked_error(exc):
+        return "database is locked"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Silence mlflow's, SQLAlchemy's and alembic's loggers for a store call: mlflow logs a full traceback
+    for every locked attempt, and the caller reports the failure in one line."""
+    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def with_retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Call ``fn``, retrying with jittered exponential backoff while SQLite reports the database locked."""
-    for delay in LOCK_RETRY_DELAYS:
+    """Call ``fn``, retrying with jittered backoff while SQLite reports the database locked, for at most the
+    lock timeout of the store ``fn`` belongs to (a client method's store; else the default)."""
+    owner = getattr(fn, "__self__", None)
+    deadline = time.monotonic() + _timeouts.get(getattr(owner, "tracking_uri", None), DEFAULT_TIMEOUT_S)
+    attempt = 0
+    while True:
         try:
-            return fn(*args, **kwargs)
+            with quiet_libraries():
+                return fn(*args, **kwargs)
         except Exception as exc:  # mlflow wraps sqlalchemy's OperationalError in MlflowException
-            if not is_locked_error(exc):
+            delay = LOCK_RETRY_DELAYS[min(attempt, len(LOCK_RETRY_DELAYS) - 1)] * (0.5 + random.random())
+            if not is_locked_error(exc) or time.monotonic() + delay >= deadline:
                 raise
-            time.sleep(delay * (0.5 + random.random()))
-    return fn(*args, **kwargs)
+            time.sleep(delay)
+            attempt += 1
+
+
+_unavailable: dict[str, str] = {}  # store URI -> why it was given up on in this process
+
+
+def give_up_on(uri: str, reason: str) -> None:
+    """Send the rest of this process's runs for ``uri`` straight to the outbox: a store that stayed locked
+    for a whole timeout would otherwise cost every later run the same wait."""
+    _unavailable[uri] = reason
 
 
 _reachable: dict[str, tuple[float, str | None]] = {}
@@ -114,6 +174,10 @@ def unreachable_reason(uri: str, timeout: float = 2.0, ttl: float = 30.0) -> str
     A server is probed with one TCP connect, so a dead server costs seconds, not mlflow's minutes of HTTP
     retries; a SQLite store needs its folder to be creatable. Results are cached for ``ttl`` seconds.
     """
+    if ttl <= 0:  # a fresh look (``runs sync``): forget that this process gave up on the store
+        _unavailable.pop(uri, None)
+    elif uri in _unavailable:
+        return _unavailable[uri]
     now = time.monotonic()
     cached = _reachable.get(uri)
     if cached and now - cached[0] < ttl:
@@ -136,14 +200,16 @@ def unreachable_reason(uri: str, timeout: float = 2.0, ttl: float = 30.0) -> str
     return reason
 
 
-def client(uri: str) -> "MlflowClient":
-    """An ``MlflowClient`` for tracking and the model registry on one store.
+def client(uri: str, timeout: float | None = None) -> "MlflowClient":
+    """An ``MlflowClient`` for tracking and the model registry on one store; its calls (through
+    :func:`with_retry`) wait at most ``timeout`` s for a locked SQLite store (default: the last timeout
+    given for ``uri``, else 5 s).
 
     The first use of a SQLite store in a process prepares it under a file lock (:func:`_prepare_sqlite`).
     mlflow's usage telemetry is off unless the user turned it on (the workbench runs offline).
     """
-    import logging
-
+    if timeout is not None:
+        _timeouts[uri] = timeout
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow import MlflowClient
 
@@ -158,6 +224,19 @@ def client(uri: str) -> "MlflowClient":
 
 _prepared: set[Path] = set()
 _wal_files: set[str] = set()  # real paths of stores in WAL mode
+_timeouts: dict[str | None, float] = {}  # store URI -> lock timeout (s)
+_MLFLOW_BUSY = re.compile(r"PRAGMA busy_timeout = \d+;?")
+
+
+def _bound_busy_timeout(conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
+                        _executemany: bool) -> tuple[str, Any]:
+    """mlflow sets SQLite's busy timeout to 20 s in every session; cap it at the store's lock timeout so
+    that a held lock costs one bounded wait."""
+    if statement.startswith("PRAGMA busy_timeout"):
+        url = conn.engine.url
+        wait = _timeouts.get(url.render_as_string(hide_password=False), DEFAULT_TIMEOUT_S)
+        statement = _MLFLOW_BUSY.sub(f"PRAGMA busy_timeout = {int(wait * 1000)};", statement)
+    return statement, parameters
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -189,6 +268,7 @@ def _prepare_sqlite(db: Path, uri: str) -> None:
 
     if not event.contains(Engine, "connect", _on_sqlite_connect):
         event.listen(Engine, "connect", _on_sqlite_connect)
+        event.listen(Engine, "before_cursor_execute", _bound_busy_timeout, retval=True)
 
     try:
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -198,7 +278,8 @@ def _prepare_sqlite(db: Path, uri: str) -> None:
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(db, timeout=20)) as con:
+            wait = _timeouts.get(uri, DEFAULT_TIMEOUT_S)
+            with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(db, timeout=wait)) as con:
                 if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     con.execute("PRAGMA journal_mode=WAL")  # "locked" if another process writes: skip it
                 if con.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
