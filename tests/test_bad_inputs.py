@@ -61,8 +61,8 @@ CASES = [
     ("tracking-bench-out-file", ["tracking-bench", "--out", "{tmp}/file/x"], 2, "regular file"),
     ("fetch-out-proc", ["data", "fetch", "cranfield", "--out", "/proc/c"], 2, "is in /proc"),
     ("run-out-under-file", ["run", "--out", "{tmp}/file/o"], 2, "regular file"),
-    ("report-out-missing", ["report", "--out", "{tmp}/missing"], 2, "missing"),
-    ("report-empty-folder", ["report", "--out", "{tmp}/empty"], 2, "no results in"),
+    ("report-empty-store", ["report", "--out", "{tmp}/r"], 2, "no `workbench run` recorded"),
+    ("report-out-file", ["report", "--out", "{tmp}/file"], 2, "file"),
     # SPEC and DATA parameters: typed, never truncated
     ("spec-nprobe-float", [*ANN, "--index", "faiss:IVF4,Flat?nprobe=2.7", "--out", "{tmp}/o"], 2,
      "nprobe: '2.7' is not an integer"),
@@ -202,13 +202,6 @@ def test_best_where_compares_numbers_never_text(tmp, capsys):
     code, out, _ = _run(["best", "--experiment", "e", "--metric", "qps", "--where", "recall>=0.8", "--json"],
                         tmp, capsys)
     assert code == 0 and json.loads(out)["run"]["run_name"] == "high"
-
-
-def test_report_on_results_is_written_and_says_where(tmp, capsys):
-    (tmp / "empty" / "01_nb").mkdir()
-    (tmp / "empty" / "01_nb" / "results.json").write_text('{"x": 1}')
-    code, out, _ = _run(["report", "--out", "{tmp}/empty"], tmp, capsys)
-    assert code == 0 and f"{tmp}/empty/report.md" in out
 
 
 def test_commands_say_where_their_files_went(tmp, capsys):

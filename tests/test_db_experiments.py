@@ -19,7 +19,7 @@ from workbench.bench.pg_filtered import build_db_curves, db_filtered_sweep
 from workbench.bench.pg_tiered import tiered_experiment
 from workbench.bench.pg_updates import updates_experiment
 from workbench.cli import main
-from workbench.errors import DatasetError
+from workbench.errors import DatasetError, QueryError
 from workbench.index.exact import ExactIndex
 from workbench.index.metadata import Metadata
 from workbench.index.pgvector_sql import attribute_columns
@@ -93,7 +93,10 @@ def test_updates_reindex_not_worse_than_before_vacuum(pg_server):
     for index, g in frame.groupby("index"):
         by = g.set_index("stage")
         assert list(by.index) == ["built", "updated", "vacuumed", "reindexed"]
-        assert by.loc["reindexed", "recall"] >= by.loc["updated", "recall"], index
+        # REINDEX builds a new random graph (new k-means lists): it may differ by a neighbour or two, never
+        # fall below the state before VACUUM by more than that
+        # REINDEX draws a new graph (HNSW) or retrains k-means (IVFFlat): recall moves by a few queries' worth
+        assert by.loc["reindexed", "recall"] >= by.loc["updated", "recall"] - 0.05, by["recall"].to_dict()
         n0 = by.loc["built", "n_live"]
         assert by.loc["updated", "n_live"] == n0 and by.loc["updated", "n_deleted"] == by.loc["updated", "n_inserted"]
         assert n0 + by.loc["updated", "n_inserted"] == len(BASE)
@@ -120,8 +123,11 @@ def test_bad_input_one_line(pg_server, tmp_path, capsys):
     assert main(["concurrency", data, "--index", "exact", "--clients", "0,2", "--out", str(tmp_path),
                  "--no-track"]) == 2
     assert main(["db-filtered", data, "--index", "faiss:HNSW32,Flat", "--out", str(tmp_path), "--no-track"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[0] == "error: client counts must be positive integers, got [0, 2]"
-    assert err[-1].startswith("error: in-database filtering takes pgvector and lancedb specs, got faiss:HNSW32,Flat")
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert err[0].endswith("error: argument --clients: expected comma-separated positive integers, got '0,2'")
+    assert err[1].startswith("error: in-database filtering takes pgvector and lancedb specs, got faiss:HNSW32,Flat")
+    with pytest.raises(QueryError, match=r"client counts must be positive integers, got \[0, 2\]"):
+        run_concurrency(BenchSet.from_vectors("c", BASE[:50], QUERIES[:2], "cosine", gt_cache=False, progress=False),
+                        tmp_path, specs=["exact"], clients=(0, 2), progress=False)
     with pytest.raises(DatasetError, match="text values of 1 to 2 bytes"):
         attribute_columns({"c": np.array(["a", "bb"])})

@@ -97,7 +97,8 @@ def test_default_sweeps_cover_every_family():
 
     families = {s.make("cosine").family for s in default_specs(50_000, 384)}
     assert families == {"faiss:Flat", "faiss:SQfp16", "hnswlib:HNSW", "faiss:HNSW,Flat", "faiss:HNSW,SQ8",
-                        "faiss:IVF,Flat", "faiss:IVF,SQ8", "faiss:IVF,PQ", "faiss:IVF,PQ,RFlat"}
+                        "faiss:IVF,Flat", "faiss:IVF,SQ8", "faiss:IVF,PQ", "faiss:IVF,PQ,RFlat",
+                        "faiss:IVF,PQfs,RFlat", "scann:tree-AH", "usearch:HNSW"}
     assert "faiss:IVF256,PQ48?nprobe=1,2,4,8,16,32,64" in [s.text for s in default_specs(50_000, 384)]
     assert "faiss:IVF64,PQ4x4?nprobe=1,2,4,8,16,32,64" in [s.text for s in default_specs(4000, 32)]
     tour = family_tour_specs(50_000, 384)

@@ -61,7 +61,7 @@ def test_hybrid_writes_metrics_runs_and_logs(collection: Path, tmp_path: Path, s
     assert main(["hybrid", str(collection), "--out", str(out), "--folds", "3", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(printed) == {"dataset", "n_queries", "methods", "best_single", "best_fused"}
+    assert set(printed) == {"dataset", "n_queries", "methods", "best_single", "best_fused", "bundle", "parent_run_id"}
     assert metrics["dataset"] == "mini" and metrics["n_queries"] == 6
     for name in ("bm25", "dense", "rrf", "convex"):
         assert set(metrics["methods"][name]) >= {"ndcg@10", "recall@100", "map", "mrr@10"}

@@ -32,7 +32,7 @@ def test_report_from_the_store_is_self_contained(tmp_path: Path) -> None:
     assert page.count("src='data:image/png;base64,") == 3 and not re.search(r"src='(?!data:)", page)
     assert "Best QPS at a recall target" in page and "82,714" in page and "0.999" in page
     assert "0.6957*" in page and "0.8007<" in page  # bm25 differs from dense at p < 0.05; convex does not
-    assert "Environment" in page and run_id in page and "33.0 s" in page
+    assert "Environment" in page and run_id in page and "33 s" in page
     md = md_path.read_text()
     assert "| faiss:HNSW,Flat | 82,714 | 82,714 | 82,714 |" in md and "| faiss:IVF,PQ | – | – | – |" in md
     assert (tmp_path / "report" / "report_figures" / "03_recall_latency_tradeoffs" / "recall_qps.png").is_file()

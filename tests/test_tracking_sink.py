@@ -107,11 +107,11 @@ class OrderedSink(CollectingSink):
         super().attach(name, artifacts, metrics)
 
 
-def assert_protocol(sink: OrderedSink, n_points: int) -> None:
-    """One sweep around ``n_points`` points and then the outputs, whose files exist."""
-    assert sink.events == ["sweep"] + ["point"] * n_points + ["attach", "end"]
-    assert len(sink.sweeps) == 1 and len(sink.attached) == 1
-    assert all(Path(a).is_file() for a in sink.attached[0]["artifacts"])
+def assert_protocol(sink: OrderedSink, n_points: int, n_attach: int = 1) -> None:
+    """One sweep around ``n_points`` points and then ``n_attach`` sets of outputs, whose files exist."""
+    assert sink.events == ["sweep"] + ["point"] * n_points + ["attach"] * n_attach + ["end"]
+    assert len(sink.sweeps) == 1 and len(sink.attached) == n_attach
+    assert all(Path(a).exists() for att in sink.attached for a in att["artifacts"])
 
 
 def test_run_ann_reports_sweep_points_and_outputs(tmp_path):
@@ -149,7 +149,7 @@ def test_run_hybrid_reports_each_method(tmp_path, monkeypatch):
     qrels = [(f"q{j}", f"d{i}", 1) for j in range(4) for i in range(j, 40, 4)]
     sink = OrderedSink()
     result = run_hybrid(write_beir(tmp_path / "c", corpus, queries, qrels), tmp_path / "out", folds=2, sink=sink)
-    assert_protocol(sink, len(result.metrics))
+    assert_protocol(sink, len(result.metrics), n_attach=2)  # the outputs, then the retrieval bundle
     assert {p["method"] for p in sink.points} == set(result.metrics)
     convex = method_run(next(p for p in sink.points if p["method"] == "convex"))
     assert convex.metrics["ndcg@10"] == result.metrics["convex"]["ndcg@10"] and len(convex.params["cv_choices"]) == 2

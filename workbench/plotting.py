@@ -33,3 +33,28 @@ def save_png(fig: Any, path: str | Path, dpi: int = 120, close: bool = True) -> 
     if close:
         pyplot().close(fig)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def png_bytes(fig: Any, dpi: int = 90) -> bytes:
+    """``fig`` as PNG bytes, figure closed (for widgets, which show images rather than files)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    pyplot().close(fig)
+    return buf.getvalue()
+
+
+def show_png(out: Any, png: bytes, *extra: Any) -> None:
+    """Replace what the ipywidgets ``Output`` ``out`` shows with the PNG, then ``extra`` objects.
+
+    PNG bytes, not ``display(fig)``: under a non-inline backend (``MPLBACKEND=Agg``, as in headless runs)
+    that sends only ``<Figure ...>`` text, so a panel looked undrawn."""
+    from IPython.display import Image, display
+
+    with out:
+        out.clear_output(wait=True)
+        display(Image(data=png, format="png"))
+        for item in extra:
+            if isinstance(item, str):
+                print(item)
+            else:
+                display(item)

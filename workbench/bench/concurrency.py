@@ -6,7 +6,7 @@ statement prepared on it, the point's settings applied: ``bench.pg_overhead.bare
 server runs one backend per client; for an in-process library the index's searcher, shared by the
 threads (one library thread per call). Every client opens before the start (connections are not timed),
 runs a few untimed queries, waits at a barrier, then sends a fixed number of queries one after another
-(its own slice of the query set, wrapping around) until done or the time limit is spent. QPS = queries
+(starting at its own offset in the query set, wrapping around) until done or the time limit is spent. QPS = queries
 completed by all clients / wall time from the barrier to the last client's end; latency percentiles over
 every completed query. psycopg releases the GIL while it waits for the server, so threads measure the
 database; for in-process libraries the Python part of each call runs under the GIL, which is what a
@@ -104,7 +104,7 @@ def run_clients(open_client: Callable[[], Client], n_queries: int, clients: int,
 
     def work(c: int) -> None:
         search, _ = opened[c]
-        offset = c * per_client
+        offset = c * n_queries // clients      # clients start spread over the query set
         try:
             for i in range(warmup):
                 search((offset + i) % n_queries)
@@ -143,6 +143,6 @@ def run_clients(open_client: Callable[[], Client], n_queries: int, clients: int,
 
 
 def concurrency_sweep(open_client: Callable[[], Client], n_queries: int, clients: Sequence[int] = DEFAULT_CLIENTS,
-                      per_client: int = 200, time_limit_s: float = 30.0) -> list[dict[str, float]]:
+                      per_client: int = 1000, time_limit_s: float = 30.0) -> list[dict[str, float]]:
     """``run_clients`` for each client count, in order."""
     return [run_clients(open_client, n_queries, c, per_client, time_limit_s) for c in clients]

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from workbench.bench.plots import draw_recall_qps
-from workbench.plotting import pyplot
+from workbench.plotting import png_bytes, pyplot, show_png
 
 
 def swept_parameter(results: pd.DataFrame, index: str) -> tuple[str | None, list[Any]]:
@@ -44,7 +44,6 @@ def panel_update(results: pd.DataFrame, index: str, value: Any, ax: Any = None) 
 def make_panel(results: pd.DataFrame) -> Any:
     """Dropdown (index) + slider (its swept parameter) + the plot; returns the widget box."""
     import ipywidgets as w
-    from IPython.display import display
 
     plt = pyplot()
     indexes = [i for i in sorted(results["index"].unique()) if swept_parameter(results, i)[0]]
@@ -54,13 +53,10 @@ def make_panel(results: pd.DataFrame) -> Any:
     out = w.Output()
 
     def redraw(*_: Any) -> None:
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(9, 5.5))
-            row = panel_update(results, dropdown.value, slider.value, ax=ax)
-            display(fig)
-            plt.close(fig)
-            print(f"{row['point']}: recall {row['recall']:.3f}, {row['qps']:,.0f} QPS, p99 {row['p99_ms']:.3f} ms")
+        fig, ax = plt.subplots(figsize=(9, 5.5))
+        row = panel_update(results, dropdown.value, slider.value, ax=ax)
+        show_png(out, png_bytes(fig),
+                 f"{row['point']}: recall {row['recall']:.3f}, {row['qps']:,.0f} QPS, p99 {row['p99_ms']:.3f} ms")
 
     def on_index(_: Any) -> None:
         slider.unobserve(redraw, "value")

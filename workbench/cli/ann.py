@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stop a point's timed passes once this much time is spent, after at least one (default 10)")
     p.add_argument("--out", required=True, type=out_dir, metavar="DIR")
     p.add_argument("--no-track", action="store_true", help="do not log runs to the tracking store")
+    p.add_argument("--keep", type=keep_target, metavar="best@RECALL",
+                   help="save the fastest point with recall >= RECALL (e.g. best@0.95) as a retrieval bundle on "
+                        "the sweep's parent run, for `workbench register`")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run_ann)
 
@@ -54,6 +58,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.set_defaults(func=run_overhead)
 
 
+def keep_target(text: str) -> float:
+    """``best@0.95`` -> 0.95 (argparse type)."""
+    head, _, value = text.partition("@")
+    try:
+        target = float(value)
+    except ValueError:
+        target = -1.0
+    if head != "best" or not 0 < target <= 1:
+        raise argparse.ArgumentTypeError(f"expected best@RECALL with RECALL in (0, 1], e.g. best@0.95; got {text!r}")
+    return target
+
+
 def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None or x != x else format(x, spec)
 
@@ -66,8 +82,20 @@ def run_ann(args: argparse.Namespace) -> int:
     sink = NullSink() if args.no_track else ann.tracking_sink(args.store)
     result = ann.run_ann(args.data, args.out, specs=args.index or (), preset=args.preset, k=args.k,
                          threads=args.threads, runs=args.runs, budget_s=args.budget, sink=sink,
-                         progress=not args.json)
-    emit(result.summary, args.json, _lines(result))
+                         progress=not args.json, keep=args.keep)
+    lines = _lines(result)
+    kept = result.summary.get("kept")
+    run_id = getattr(sink, "parent_run_id", None)
+    if kept is not None and kept["point"] is not None:
+        lines.append(f"kept {kept['point']} (fastest at recall >= {kept['target']}: {kept['qps']:,.0f} QPS; rebuilt "
+                     f"recall {kept['recall_rebuilt']:.4f}) in {kept['bundle']}")
+    if run_id:
+        lines.append(f"parent run: {run_id}" + (f"  (register it: workbench register {run_id} --name NAME)"
+                                                 if kept and kept["point"] else ""))
+    emit({**result.summary, "parent_run_id": run_id}, args.json, lines)
+    if kept is not None and kept["point"] is None:
+        print(f"error: --keep best@{kept['target']}: {kept['reason']}", file=sys.stderr)
+        return 2
     return 0
 
 

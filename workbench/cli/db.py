@@ -3,27 +3,42 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import math
 from typing import Any
+
+from workbench.cli.args import fraction_list, non_negative_int, out_dir, positive_float, positive_int, positive_int_list
 
 DATA_HELP = ("as for `workbench ann`: 'sentences', 'synthetic:n=..,dim=..', a vector file (.hdf5, .npz, .fvecs), "
              "or a dataset name / BEIR folder")
 
 
-def _numbers(kind: type) -> Any:
-    def parse(text: str) -> list:
-        try:
-            return [kind(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
-    return parse
+def _recall(text: str) -> float:
+    """A recall target in [0, 1] (0: take the first swept point as given)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a recall in [0, 1], got {text!r}") from None
+    if not math.isfinite(value) or not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a recall in [0, 1], got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """A share of the rows in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:               # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1), got {text!r}")
+    return value
 
 
 def _common(p: argparse.ArgumentParser, queries: int | None) -> None:
     p.add_argument("data", metavar="DATA", help=DATA_HELP)
-    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder")
-    p.add_argument("--k", type=int, default=10, help="neighbours per query (default 10)")
-    p.add_argument("--queries", type=int, default=queries, metavar="N",
+    p.add_argument("--out", required=True, type=out_dir, metavar="DIR", help="output folder")
+    p.add_argument("--k", type=positive_int, default=10, help="neighbours per query (default 10)")
+    p.add_argument("--queries", type=positive_int, default=queries, metavar="N",
                    help=f"first N queries (default {queries or 'all'})")
     p.add_argument("--no-track", action="store_true", help="do not log runs to the tracking store")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -41,10 +56,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pgvector or lancedb SPEC (repeatable; default: HNSW ef_search=40, IVFFlat, exact, IVF_PQ)")
     p.add_argument("--inprocess", action="append", metavar="SPEC",
                    help="in-process SPEC pre-filtered beside them (repeatable; default hnswlib and faiss HNSW)")
-    p.add_argument("--selectivity", type=_numbers(float), default=None, metavar="S1,S2,...",
+    p.add_argument("--selectivity", type=fraction_list, default=None, metavar="S1,S2,...",
                    help="fractions allowed (default 0.001,0.003,0.01,0.03,0.1,0.3,0.5)")
-    p.add_argument("--runs", type=int, default=3, help="timed passes; the best counts (default 3)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic attributes")
+    p.add_argument("--runs", type=positive_int, default=3, help="timed passes; the best counts (default 3)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the synthetic attributes")
     p.set_defaults(func=handle_filtered)
 
     c = sub.add_parser("concurrency", help="QPS and p50/p99 latency with 1, 2, 4, 8 concurrent clients",
@@ -54,12 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(c, None)
     c.add_argument("--index", action="append", dest="specs", required=True, metavar="SPEC",
                    help="SPEC as in `workbench ann`, its sweep listed cheapest first (repeatable)")
-    c.add_argument("--clients", type=_numbers(int), default=[1, 2, 4, 8], metavar="C1,C2,...",
+    c.add_argument("--clients", type=positive_int_list, default=[1, 2, 4, 8], metavar="C1,C2,...",
                    help="client counts (default 1,2,4,8)")
-    c.add_argument("--recall", type=float, default=0.95,
+    c.add_argument("--recall", type=_recall, default=0.95,
                    help="recall@k the operating point must reach (default 0.95; 0 takes the first point)")
-    c.add_argument("--per-client", type=int, default=200, metavar="N", help="queries per client (default 200)")
-    c.add_argument("--time-limit", type=float, default=30.0, metavar="SECONDS",
+    c.add_argument("--per-client", type=positive_int, default=1000, metavar="N", help="queries per client (default 1000)")
+    c.add_argument("--time-limit", type=positive_float, default=30.0, metavar="SECONDS",
                    help="a client stops after this long (default 30)")
     c.set_defaults(func=handle_concurrency)
 
@@ -68,12 +83,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "each with its own HNSW index; measures queries over recent data (partition pruning, "
                                    "checked with EXPLAIN) and over everything, against one big index. Writes DIR/tiered.*")
     _common(t, 200)
-    t.add_argument("--quarters", type=int, default=4, help="recent quarterly partitions (default 4)")
-    t.add_argument("--archive-quarters", type=int, default=8, help="quarters of data in the archive (default 8)")
-    t.add_argument("--recent", type=int, default=1, help="quarters a recent query covers (default 1)")
-    t.add_argument("--ef-search", type=int, default=40, help="hnsw.ef_search (default 40)")
-    t.add_argument("--runs", type=int, default=3, help="timed passes; the best counts (default 3)")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--quarters", type=positive_int, default=4, help="recent quarterly partitions (default 4)")
+    t.add_argument("--archive-quarters", type=positive_int, default=8, help="quarters of data in the archive (default 8)")
+    t.add_argument("--recent", type=positive_int, default=1, help="quarters a recent query covers (default 1)")
+    t.add_argument("--ef-search", type=positive_int, default=40, help="hnsw.ef_search (default 40)")
+    t.add_argument("--runs", type=positive_int, default=3, help="timed passes; the best counts (default 3)")
+    t.add_argument("--seed", type=non_negative_int, default=0)
     t.set_defaults(func=handle_tiered)
 
     u = sub.add_parser("updates", help="delete 10%% and insert as many: recall/latency before/after VACUUM, REINDEX",
@@ -83,9 +98,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(u, 200)
     u.add_argument("--index", action="append", dest="specs", metavar="SPEC",
                    help="pgvector hnsw/ivfflat SPEC (repeatable; default HNSW ef_search=40 and IVFFlat)")
-    u.add_argument("--fraction", type=float, default=0.1, help="share of the rows deleted and inserted (default 0.1)")
-    u.add_argument("--runs", type=int, default=3, help="timed passes; the best counts (default 3)")
-    u.add_argument("--seed", type=int, default=0)
+    u.add_argument("--fraction", type=_fraction, default=0.1, help="share of the rows deleted and inserted (default 0.1)")
+    u.add_argument("--runs", type=positive_int, default=3, help="timed passes; the best counts (default 3)")
+    u.add_argument("--seed", type=non_negative_int, default=0)
     u.set_defaults(func=handle_updates)
 
 

@@ -8,12 +8,25 @@ from pathlib import Path
 from workbench.cli import emit
 from workbench.cli.args import checked_out, out_dir, positive_int
 
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")   # workbench.embed.backends.BACKENDS, without importing torch
+
+
+def _backends(text: str) -> list[str]:
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    bad = [b for b in names if b not in BACKENDS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"unknown backend(s) {', '.join(bad) or repr(text)}; "
+                                         f"expected some of {', '.join(BACKENDS)}")
+    return names
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("embed", help="embed a collection (documents and queries) through the cache")
     p.add_argument("dataset", help="dataset name or BEIR folder")
     p.add_argument("--limit", type=positive_int, default=None, help="only the first N documents and queries")
     p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--backend", default="torch", choices=BACKENDS,
+                   help="model runtime: PyTorch or an ONNX Runtime export (made once into the cache)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_embed)
 
@@ -33,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("dataset", help="dataset name or BEIR folder")
     b.add_argument("--limit", type=positive_int, default=1000)
     b.add_argument("--repeats", type=positive_int, default=3)
+    b.add_argument("--backend", type=_backends, default=None, metavar="B[,B...]",
+                   help="compare these backends (onnx, onnx-int8) with a bare PyTorch encode: texts/s and cosine")
     b.add_argument("--out", type=out_dir, default=None, metavar="DIR",
                    help="output folder of embed.json (default <output dir>/bench)")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -47,12 +62,12 @@ def _embed(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     ds = load_dataset(args.dataset)
-    emb = Embedder(batch_size=args.batch_size, show_progress=not args.json)
+    emb = Embedder(batch_size=args.batch_size, show_progress=not args.json, backend=args.backend)
     texts = ds.doc_texts()[:args.limit] + ds.query_texts()[:args.limit]  # a None limit keeps all
     vecs = emb.encode(texts, desc=f"{ds.name}")
     stats = dict(emb.last_stats)
     stats["seconds"] = round(time.perf_counter() - start, 4)
-    payload = {"dataset": ds.name, "model": emb.model_id, "dim": int(vecs.shape[1]), **stats}
+    payload = {"dataset": ds.name, "model": emb.model_id, "backend": emb.backend, "dim": int(vecs.shape[1]), **stats}
     emit(payload, args.json, [f"{ds.name}: {stats['n_texts']} texts, dim {vecs.shape[1]}, "
                               f"encoded {stats['encoded']}, cache hits {stats['cache_hits']}, "
                               f"{stats['seconds']:.2f} s"]
@@ -80,6 +95,8 @@ def _bench(args: argparse.Namespace) -> int:
     folder = checked_out(args.out, lambda: output_dir() / "bench")
     ds = load_dataset(args.dataset)
     texts = ds.doc_texts()[:args.limit]
+    if args.backend:
+        return _bench_backends(args, ds.name, texts, folder)
     result = compare_throughput(texts, repeats=args.repeats)
     result["dataset"] = ds.name
     out = folder / "embed.json"
@@ -90,4 +107,20 @@ def _bench(args: argparse.Namespace) -> int:
         f"workbench Embedder (no cache):   {result['wrapper_texts_per_s']:.1f} texts/s "
         f"({result['relative']:+.1%})",
         f"written to {out}"])
+    return 0
+
+
+def _bench_backends(args: argparse.Namespace, name: str, texts: list[str], folder: Path) -> int:
+    from workbench.embed.throughput import compare_backends
+    from workbench.io import atomic_write_json
+
+    result = compare_backends(texts, args.backend, repeats=args.repeats)
+    result["dataset"] = name
+    out = folder / "embed_backends.json"
+    atomic_write_json(out, result)
+    lines = [f"{name}: {result['n_texts']} texts, best of {args.repeats}",
+             f"bare SentenceTransformer.encode (torch): {result['bare_texts_per_s']:.1f} texts/s"]
+    lines += [f"{r['backend']:>10}: {r['texts_per_s']:.1f} texts/s ({r['speedup']:.2f}x), cosine to torch "
+              f"min {r['min_cosine']:.7f} mean {r['mean_cosine']:.7f}" for r in result["backends"]]
+    emit(result, args.json, lines + [f"written to {out}"])
     return 0

@@ -3,6 +3,7 @@
     workbench features bench [--entities 1000000] [--features 10000000] [--updates-per-key 100] [--sample 10000]
     workbench features sweep [--entities 200000] [--features 1000000] [--updates 10,100,1000,10000]
     workbench features ooc   [--rows 50000000] [--entities 1000000] [--memory-limit 1GB]
+    workbench features serve-bench [--entities 20000] [--requests 400] [--clients 1,4,16]
 
 Each prints a table (or ``--json``), writes ``DIR/<command>.json`` (``--out DIR``, default
 ``<output dir>/features``) and logs it to the ``feature-store`` experiment unless ``--no-track``.
@@ -51,6 +52,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--workdir", type=out_dir, help="keep the store and spill folder here (default: a temp dir)")
     common(o)
     o.set_defaults(func=run_ooc)
+
+    v = cmds.add_parser("serve-bench", help="online reads DuckDB vs Redis, materialisation rows/s, cache hits")
+    v.add_argument("--entities", type=positive_int, default=20_000, help="entity keys in the view")
+    v.add_argument("--updates-per-key", type=positive_int, default=5)
+    v.add_argument("--requests", type=positive_int, default=400, help="requests per configuration")
+    v.add_argument("--clients", type=positive_int_list, default="1,4,16", help="comma-separated client counts")
+    common(v)
+    v.set_defaults(func=run_serve)
 
 
 def _run(args: argparse.Namespace, bench: str, **params: object) -> dict:
@@ -111,3 +120,23 @@ def run_ooc(args: argparse.Namespace) -> int:
              f"peak spill {res['peak_spill_bytes'] / 2**20:,.0f} MiB, peak RSS {res['peak_rss_mb']:,.0f} MiB, "
              f"matched {res['matched_fraction']:.3f}"]
     return _emit(args, res, lines)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from workbench.config import output_dir
+    from workbench.runners import features
+    from workbench.tracking.sink import NullSink
+
+    sink = NullSink() if args.no_track else features.tracking_sink(args.store, "workbench features serve-bench")
+    res = features.run_serve_bench(checked_out(args.out, lambda: output_dir() / "features"),
+                                   n_entities=args.entities, updates_per_key=args.updates_per_key,
+                                   requests=args.requests, clients=tuple(args.clients), sink=sink,
+                                   progress=lambda m: None if args.json else print(m)).payload
+    lines = [f"serving: {res['n_entities']:,} keys, Redis {res['redis']['version']} ({res['redis']['source']}), "
+             f"{res['requests']} requests per row", f"  {'store':<7} {'keys':>5} {'clients':>7} {'p50 ms':>8} "
+             f"{'p99 ms':>8} {'req/s':>8}"]
+    lines += [f"  {r['store']:<7} {r['keys_per_request']:>5} {r['clients']:>7} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} "
+              f"{r['requests_per_s']:8.0f}" for r in res["latency"]]
+    lines += [f"  materialise {r['store']:<7} {r['rows']:,} rows  {r['rows_per_s']:,.0f} rows/s" for r in res["materialise"]]
+    lines += [f"  cache hit {r['cache']:<10} p50 {r['p50_ms']:.4f} ms  p99 {r['p99_ms']:.4f} ms" for r in res["cache_hit"]]
+    return _emit(args, res, lines + [f"figure: {res['figure']}"])

@@ -18,6 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--depth", type=positive_int, default=100, help="results per query of each run")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the fold split and the randomization test")
     p.add_argument("--no-track", action="store_true", help="do not log runs to the tracking store")
+    p.add_argument("--backend", default="torch", choices=("torch", "onnx", "onnx-int8", "openvino"),
+                   help="embedding model runtime (an ONNX export costs some nDCG@10: compare)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_hybrid)
 
@@ -37,14 +39,23 @@ def _hybrid(args: argparse.Namespace) -> int:
 
     sink = NullSink() if args.no_track else hybrid.tracking_sink(args.store)
     result = hybrid.run_hybrid(args.dataset, args.out, folds=args.folds, depth=args.depth, seed=args.seed,
-                               sink=sink)
+                               sink=sink, backend=args.backend)
     p = result.payload
     lines = [f"{p['dataset']}: {p['n_queries']} judged queries, {p['n_docs']} documents, "
              f"{p['folds']}-fold CV for tuned methods", result.table().to_string(float_format=lambda v: f"{v:.4f}"),
              f"best single: {p['best_single']} ({p['methods'][p['best_single']]['ndcg@10']:.4f}), "
              f"best fused: {p['best_fused']} ({p['methods'][p['best_fused']]['ndcg@10']:.4f})",
              f"written to {args.out}"]
-    emit({k: p[k] for k in ("dataset", "n_queries", "methods", "best_single", "best_fused")}, args.json, lines)
+    b = p["bundle"]
+    lines.append(f"retrieval bundle: {b['path']} ({b['method']} as shipped: nDCG@10 {b['ndcg@10']:.4f} on all "
+                 f"judged queries, held-out {b['heldout_ndcg@10']:.4f})")
+    run_id = getattr(sink, "parent_run_id", None)
+    if run_id:
+        lines.append(f"parent run: {run_id}  (register it: workbench register {run_id} --name NAME --alias champion)")
+    elif not args.no_track:
+        lines.append("parent run: not logged yet (the store was unavailable; it waits in the outbox: workbench runs sync)")
+    emit({**{k: p[k] for k in ("dataset", "n_queries", "methods", "best_single", "best_fused", "bundle")},
+          "parent_run_id": run_id}, args.json, lines)
     return 0
 
 

@@ -1,6 +1,8 @@
 """Content-addressed on-disk cache of embeddings.
 
-An entry's key is sha256 over (model identity, normalisation flag, exact text). One file per entry:
+An entry's key is sha256 over (model identity, normalisation flag, backend variant, exact text); the PyTorch
+backend has no variant, so its keys are those written before backends existed, and no two backends share a key
+(an int8 export's vectors differ from PyTorch's). One file per entry:
 ``MAGIC | dim (uint32) | sha256(payload) | payload (float32)``. A missing, truncated or corrupt entry
 is a miss; a corrupt one is reported once as a warning and overwritten when recomputed.
 """
@@ -27,10 +29,12 @@ class CorruptCacheEntry(UserWarning):
 class EmbeddingCache:
     """Embeddings of one (model, normalisation) namespace under ``root``."""
 
-    def __init__(self, root: Path, model_id: str, normalize: bool) -> None:
-        self.namespace = hashlib.sha256(f"{model_id}|normalize={normalize}".encode()).hexdigest()[:16]
+    def __init__(self, root: Path, model_id: str, normalize: bool, variant: str | None = None) -> None:
+        """``variant`` names a non-PyTorch backend and its optimisation level (e.g. ``onnx-int8-O3``)."""
+        name = f"{model_id}|normalize={normalize}" + (f"|backend={variant}" if variant else "")
+        self.namespace = hashlib.sha256(name.encode()).hexdigest()[:16]
         self.root = Path(root) / "embeddings" / self.namespace
-        self._prefix = f"{model_id}|normalize={normalize}|".encode()
+        self._prefix = f"{name}|".encode()
 
     def key(self, text: str) -> str:
         return hashlib.sha256(self._prefix + text.encode("utf-8")).hexdigest()

@@ -10,6 +10,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from workbench.config import cache_dir as default_cache_dir
+from workbench.embed.backends import DEFAULT_OPT_LEVEL, OnnxEncoder, check_backend, ensure_export
 from workbench.embed.cache import EmbeddingCache
 from workbench.embed.model import load_model, model_identity, model_path
 from workbench.vectors.kernel import check_dim
@@ -27,19 +28,29 @@ class Embedder:
     cache, and the misses are encoded longest first in chunks (the order sentence-transformers uses
     within a call, so throughput matches one bare ``encode`` call) and written after each chunk, so an
     interrupted run keeps what it encoded.
+
+    ``backend`` runs the model in PyTorch (``"torch"``) or ONNX Runtime (``"onnx"``, ``"onnx-int8"``: an export
+    made once into the cache, see :mod:`workbench.embed.backends`); each backend has its own cache namespace.
     """
 
     def __init__(self, normalize: bool = True, batch_size: int = 64, cache_dir: str | Path | None = None,
-                 show_progress: bool = True, chunk_size: int = 2048, use_cache: bool = True) -> None:
+                 show_progress: bool = True, chunk_size: int = 2048, use_cache: bool = True,
+                 backend: str = "torch", opt_level: int = DEFAULT_OPT_LEVEL) -> None:
+        self.backend = check_backend(backend)
+        self.opt_level = opt_level
         self.normalize = normalize
         self.batch_size = batch_size
         self.chunk_size = chunk_size
         self.show_progress = show_progress
         self._path = model_path()
-        root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.identity = model_identity(self._path, root)
-        self.cache = EmbeddingCache(root, self.identity.model_id, normalize) if use_cache else None
+        self._root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.identity = model_identity(self._path, self._root)
+        variant = None if backend == "torch" else f"{backend}-O{opt_level}"
+        self.cache = EmbeddingCache(self._root, self.identity.model_id, normalize, variant) if use_cache else None
         self.last_stats: dict[str, float | int] = {}
+        self._onnx: OnnxEncoder | None = None
+        #: whether this embedder made its backend's export (False: reused one from the cache), once loaded
+        self.export_made: bool | None = None
 
     @property
     def model_id(self) -> str:
@@ -49,7 +60,17 @@ class Embedder:
     def dim(self) -> int:
         return MODEL_DIM
 
+    def onnx_encoder(self) -> OnnxEncoder:
+        """The ONNX Runtime encoder of this backend, exporting the model first when the cache has no export."""
+        if self._onnx is None:
+            folder, self.export_made = ensure_export(self._path, self._root, self.identity, self.backend,
+                                                     self.opt_level)
+            self._onnx = OnnxEncoder(self._path, folder)
+        return self._onnx
+
     def _encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
+        if self.backend != "torch":
+            return self.onnx_encoder().encode(list(texts), self.batch_size, self.normalize)
         model = load_model(self._path)
         out = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=self.normalize,
                            convert_to_numpy=True, show_progress_bar=False)

@@ -24,8 +24,16 @@ class FeatureStore:
     """
 
     def __init__(self, path: str | os.PathLike | None = None, *, memory_limit: str | None = None,
-                 temp_directory: str | os.PathLike | None = None, threads: int | None = None):
+                 temp_directory: str | os.PathLike | None = None, threads: int | None = None,
+                 online: Any = None):
+        """``online``: a separate online store such as ``online_redis.RedisOnlineStore(client)``; None keeps
+        the online tables in DuckDB beside the offline ones."""
         self.offline = OfflineStore(path, memory_limit=memory_limit, temp_directory=temp_directory, threads=threads)
+        self.online = online
+        # Serving plans per (feature list, full_feature_names): a request then runs no registry query.
+        # Cleared by apply (a new version or ttl); a view changed by another process on the same file is
+        # seen by a new FeatureStore.
+        self._plans: dict[tuple[tuple[str, ...], bool], _online.ServingPlan] = {}
 
     @property
     def con(self):
@@ -34,7 +42,10 @@ class FeatureStore:
 
     def apply(self, view: FeatureView, source: pd.DataFrame | str | os.PathLike | None = None) -> int:
         """Register ``view`` (a schema change makes a new version) and ingest ``source``; returns the version."""
-        return self.offline.apply(view, source)
+        try:
+            return self.offline.apply(view, source)
+        finally:
+            self._plans.clear()   # also after a failure: it may have registered a version
 
     def ingest(self, name: str, source: pd.DataFrame | str | os.PathLike) -> int:
         """Append rows to view ``name`` atomically, schema-checked; returns the number of rows."""
@@ -57,16 +68,34 @@ class FeatureStore:
         return window_features(self.offline, entity_df, feature, windows, aggregates)
 
     def materialize(self, start: datetime, end: datetime, views: Iterable[str] | None = None) -> dict[str, int]:
+        if self.online is not None:
+            return self.online.materialize(self.offline, start, end, views)
         return _online.materialize(self.offline, start, end, views)
 
     def materialize_incremental(self, end: datetime, views: Iterable[str] | None = None) -> dict[str, int]:
+        if self.online is not None:
+            return self.online.materialize_incremental(self.offline, end, views)
         return _online.materialize_incremental(self.offline, end, views)
 
     def get_online_features(self, features: Sequence[str],
                             entity_rows: pd.DataFrame | Sequence[Mapping[str, Any]],
-                            at: datetime | None = None, full_feature_names: bool = False) -> _online.OnlineResponse:
-        """Latest materialised values with a status each (present, missing, expired) at request time ``at``."""
-        return _online.online_features(self.offline, features, entity_rows, at, full_feature_names)
+                            at: datetime | None = None, full_feature_names: bool = False,
+                            fallback: str | None = None) -> _online.OnlineResponse:
+        """Latest materialised values with a status each (present, missing, expired) at request time ``at``;
+        ``fallback="offline"`` lets a separate online store that cannot be reached answer from the offline join
+        (flagged in the response)."""
+        rows = _online.request_rows(entity_rows)
+        plan = self._plan(features, rows, full_feature_names)
+        if self.online is not None:
+            return self.online.online_features(self.offline, plan, rows, at, fallback=fallback)
+        return _online.online_features(self.offline, plan, rows, at)
+
+    def _plan(self, features: Sequence[str], rows: pd.DataFrame, full_feature_names: bool) -> _online.ServingPlan:
+        key = (tuple(features), bool(full_feature_names))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = _online.serving_plan(self.offline, features, rows, full_feature_names)
+        return plan
 
     def close(self) -> None:
         self.offline.close()

@@ -54,6 +54,10 @@ class QualityMonitor:
         }
         for p in (50, 95, 99):
             out[f"latency_p{p}_ms"] = float(np.percentile(lat, p)) if len(lat) else None
+        for label, cached in (("cache_hit", True), ("cache_miss", False)):
+            part = np.array([e.latency_s for e in served if e.cached == cached]) * 1000.0
+            for p in (50, 99):
+                out[f"{label}_latency_p{p}_ms"] = float(np.percentile(part, p)) if len(part) else None
         n = len(served)
         out["empty_rate"] = sum(e.n_results == 0 for e in served) / n if n else 0.0
         out["degraded_rate"] = sum(e.degraded for e in served) / n if n else 0.0

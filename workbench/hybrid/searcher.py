@@ -82,13 +82,15 @@ class HybridSearcher:
     parallel, each fetching ``candidates`` results within its timeout, and fuse them with ``fusion``.
 
     ``timeout_s`` is one number for all retrievers or a mapping per name. Results are cached per
-    (whitespace-normalised query, k) for ``cache_ttl_s`` seconds, at most ``cache_size`` of them (0: no cache).
+    (whitespace-normalised query, k, ``index_version``, fusion method and parameters, candidates) for
+    ``cache_ttl_s`` seconds, at most ``cache_size`` of them (0: no cache); ``cache`` replaces that in-process
+    cache by any object with the same ``get``/``put``, e.g. ``cache_redis.RedisResultCache`` shared by processes.
     """
 
     def __init__(self, retrievers: Mapping[str, Retriever], fusion: str = "rrf",
                  fusion_params: Mapping[str, Any] | None = None, k: int = 10, candidates: int = 100,
                  timeout_s: float | Mapping[str, float] = 1.0, cache_size: int = 1024, cache_ttl_s: float = 300.0,
-                 monitor: QualityMonitor | None = None) -> None:
+                 monitor: QualityMonitor | None = None, cache: Any = None, index_version: str = "") -> None:
         if not retrievers:
             raise WorkbenchError("HybridSearcher needs at least one retriever")
         if fusion not in METHODS:
@@ -101,7 +103,8 @@ class HybridSearcher:
         self.timeouts = {n: float(timeouts[n]) for n in self.retrievers}
         self.fusion, self.fusion_params = fusion, dict(fusion_params or {})
         self.k, self.candidates = k, candidates
-        self.cache = ResultCache(cache_size, cache_ttl_s) if cache_size else None
+        self.cache = cache if cache is not None else ResultCache(cache_size, cache_ttl_s) if cache_size else None
+        self.index_version = index_version
         self.monitor = monitor or QualityMonitor()
         # Spare workers so that a retriever stuck past its timeout does not block the next searches.
         self._pool = ThreadPoolExecutor(max_workers=4 * len(self.retrievers), thread_name_prefix="retriever")
@@ -124,7 +127,9 @@ class HybridSearcher:
             raise QueryError("empty query: nothing to search for")
         k = k or self.k
         start = time.perf_counter()
-        key = (" ".join(text.split()), k)  # queries differing only in whitespace share a cache entry
+        # queries differing only in whitespace share a cache entry; another index or fusion does not
+        key = (" ".join(text.split()), k, self.index_version, self.fusion, repr(sorted(self.fusion_params.items())),
+               self.candidates)
         hit = self.cache.get(key) if self.cache is not None else None
         if hit is not None:
             latency = time.perf_counter() - start

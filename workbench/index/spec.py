@@ -46,6 +46,8 @@ LIBRARIES: dict[str, str] = {
     "exact": "workbench.index.exact:ExactIndex",
     "pgvector": "workbench.index.pgvector:PgvectorIndex",
     "lancedb": "workbench.index.lancedb:LancedbIndex",
+    "scann": "workbench.index.scann:ScannIndex",
+    "usearch": "workbench.index.usearch:UsearchIndex",
 }
 #: libraries whose spec is the bare name (no ``:`` needed)
 BARE = ("exact",)

@@ -26,7 +26,7 @@ __all__ = ["build_report", "format_seconds", "RUN_GROUP_TAG", "find_series", "lo
 
 
 def build_report(store: Store, out: str | Path, run_id: str | None = None) -> tuple[Path, Path]:
-    """Write ``index.html`` and ``report.md`` for the series ``run_id`` (default: the latest finished one)
+    """Write ``index.html`` and ``report.md`` for the series ``run_id`` (default: the latest one)
     in ``store`` into ``out``; returns both paths. No recorded series is a :class:`ReportError`."""
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -35,6 +35,7 @@ def build_report(store: Store, out: str | Path, run_id: str | None = None) -> tu
     sections = build_sections(series)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     kind = "CI-sized" if series.params.get("ci") == "True" else "full"
+    kind += ", still running" if series.status == "RUNNING" else ""
     meta = (f"{len(series.notebooks)} notebooks ({kind} parameters), series run {series.run_id}, "
             f"total wall time {format_seconds(series.metrics.get('total_wall_time_s'))}; built {stamp} from "
             f"the tracking store.")

@@ -14,7 +14,7 @@ STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1180px;margin:0 auto;padding:0 24px 48px;
 color:#1f2328;line-height:1.45}
 h1{margin:24px 0 4px}h2{margin-top:40px;padding-top:8px;border-top:2px solid #d0d7de}
-p.meta{color:#57606a;margin-top:0}nav ol{columns:2;padding-left:20px}
+p.meta{color:#57606a;margin-top:0}nav ol{padding-left:20px;margin:4px 0}
 figure{margin:16px 0}figure img{max-width:100%;height:auto;border:1px solid #d0d7de;border-radius:4px}
 figcaption{color:#57606a;font-size:.85em}
 table{border-collapse:collapse;margin:8px 0 4px;font-size:.9em}caption{text-align:left;font-weight:600;padding:4px 0}
@@ -76,6 +76,6 @@ def to_markdown(title: str, meta: str, sections: Sequence[Section], figure_dir: 
             lines += [f"**{t.title}**", "", "| " + " | ".join(_md_cell(c) or " " for c in t.columns) + " |",
                       "| " + " | ".join(align) + " |"]
             lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in t.rows]
-            lines += ([f"", t.note] if t.note else []) + [""]
+            lines += (["", t.note] if t.note else []) + [""]
         lines += [f"_Measured by {s.source}._", ""]
     return "\n".join(lines)

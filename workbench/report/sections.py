@@ -3,6 +3,7 @@ saying what was measured, its figures first, then tidy tables with units (format
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -37,8 +38,13 @@ def _figures(nb: NotebookRun, names: Sequence[str] | None = None) -> list[tuple[
     return [(f"{nb.name}/{n}", nb.figures[n]) for n in wanted if n in nb.figures]
 
 
+def _looks_numeric(cell: str) -> bool:
+    return cell == f.MISSING or bool(re.match(r"[-+]?\d[\d,.]*(\s?[a-zA-Zµ%×]+)?\*?( \(best single\))?$", cell))
+
+
 def _table(title: str, columns: list[str], rows: list[list[str]], note: str = "") -> Table:
-    numeric = {i for i in range(1, len(columns))}  # the first column names the row, the rest are figures
+    """A table whose columns of figures (every cell a number, with or without unit) are right-aligned."""
+    numeric = {i for i in range(1, len(columns)) if rows and all(_looks_numeric(r[i]) for r in rows)}
     return Table(title, columns, rows, numeric, note)
 
 
@@ -96,7 +102,7 @@ def tradeoffs(nb: NotebookRun) -> Section:
         point = (by_target or {}).get("0.95")
         if point:
             operating.append([family, point.get("point", "").split("?")[-1] if "?" in point.get("point", "") else
-                              "(none)", f.recall(point.get("recall")), f.qps(point.get("qps"))])
+                              f.MISSING, f.recall(point.get("recall")), f.qps(point.get("qps"))])
     return Section(f"Recall / QPS trade-off on {r.get('dataset')}",
                    f"{f.integer(r.get('n_points'))} measured points over every index family, "
                    f"{f.integer(r.get('n_queries'))} queries one at a time on {r.get('threads')} thread(s), k = "
@@ -213,9 +219,9 @@ def environment(series: SeriesRun) -> Section:
             ["series run", f"{series.run_id} (group {series.group})"]]
     times = [[nb.name, f.format_seconds(nb.wall_s)] for nb in series.notebooks]
     return Section("Environment", "Where and when these figures were measured.", [],
-                   [Table("Machine and code", ["", "value"], rows), Table("Library versions", ["library", "version"],
-                                                                         [list(v) for v in versions]),
-                    Table("Wall time per notebook", ["notebook", "wall time"], times, {1})], "workbench run")
+                   [_table("Machine and code", ["", "value"], rows),
+                    _table("Library versions", ["library", "version"], [list(v) for v in versions]),
+                    _table("Wall time per notebook", ["notebook", "wall time"], times)], "workbench run")
 
 
 def build_sections(series: SeriesRun) -> list[Section]:

@@ -12,6 +12,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from workbench.errors import ReportError, TrackingError
 from workbench.tracking.experiments import SERIES
@@ -57,13 +59,14 @@ def _series_experiment(c: Any, store: Store) -> str:
 
 def find_series(store: Store, run: str | None = None) -> str:
     """The parent run id of the series: ``run`` (a series run id, one of its notebooks' run ids, or a
-    run-group id), else the latest finished series."""
+    run-group id), else the latest series that finished or is still running."""
     c = store.client()
     exp = _series_experiment(c, store)
     if run is None:
-        found = with_retry(c.search_runs, [exp], "attributes.status = 'FINISHED' and tags.`workbench.run_group` "
-                           "!= ''", max_results=50, order_by=["attributes.start_time DESC"])
-        parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags]
+        # RUNNING too: notebook 09 reports on the series it is part of (a dead series is ended as KILLED)
+        found = with_retry(c.search_runs, [exp], "attributes.status != 'FAILED' and attributes.status != 'KILLED'",
+                           max_results=50, order_by=["attributes.start_time DESC"])
+        parents = [r for r in found if "mlflow.parentRunId" not in r.data.tags and RUN_GROUP_TAG in r.data.tags]
         if not parents:
             raise ReportError(f"no finished `workbench run` in {store.uri}; run `workbench run` first")
         return parents[0].info.run_id
@@ -82,10 +85,19 @@ def find_series(store: Store, run: str | None = None) -> str:
     return found.data.tags.get("mlflow.parentRunId", run)
 
 
-def load_series(store: Store, run: str | None = None) -> SeriesRun:
-    """The series run and every notebook's results and figures, read back from ``store``."""
+def _artifacts(run: Any, store: Store, tmp: Path) -> Path:
+    """The run's artifact folder: read in place for a local store, else downloaded into ``tmp``."""
     import mlflow
 
+    uri = run.info.artifact_uri
+    if uri.startswith("file://"):
+        return Path(url2pathname(urlparse(uri).path))
+    return Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, dst_path=str(tmp / run.info.run_id),
+                                                    tracking_uri=store.uri))
+
+
+def load_series(store: Store, run: str | None = None) -> SeriesRun:
+    """The series run and every notebook's results and figures, read back from ``store``."""
     c = store.client()
     parent = get_run(c, find_series(store, run))
     exp = parent.info.experiment_id
@@ -94,8 +106,7 @@ def load_series(store: Store, run: str | None = None) -> SeriesRun:
     notebooks = []
     with tempfile.TemporaryDirectory() as tmp:
         for child in children:
-            local = Path(mlflow.artifacts.download_artifacts(run_id=child.info.run_id, dst_path=f"{tmp}/{child.info.run_id}",
-                                                             tracking_uri=store.uri))
+            local = _artifacts(child, store, Path(tmp))
             results_file = local / "results.json"
             results = json.loads(results_file.read_text()) if results_file.is_file() else {}
             figures = {p.name: p.read_bytes() for p in sorted(local.glob("*.png"))}

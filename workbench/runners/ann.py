@@ -2,7 +2,9 @@
 with its results file, summary (best QPS at recall 0.90/0.95/0.99, the reference comparison) and figures.
 
 Measurement is the harness's (``workbench.bench.harness``: ann-benchmarks' protocol); this module decides
-what is swept, reports it through a :class:`~workbench.tracking.sink.Sink` and summarises it.
+what is swept, reports it through a :class:`~workbench.tracking.sink.Sink` and summarises it. With
+``keep=0.95`` (``--keep best@0.95``) the fastest point reaching that recall is rebuilt and saved as a
+retrieval bundle (``workbench.tracking.bundle``) on the parent run, so ``workbench register`` can ship it.
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ from workbench.bench.overhead import measure_overhead
 from workbench.bench.pareto import summary_table
 from workbench.bench.plots import plot_build_size, plot_recall_qps
 from workbench.bench.reference import REFERENCE_FIGURES, default_specs, family_tour_specs, reference_specs
+from workbench.data import load_dataset
+from workbench.embed.sets import VECTOR_SUFFIXES
 from workbench.errors import IndexSpecError
 from workbench.index.metrics import METRICS
 from workbench.index.spec import IndexSpec, parse_spec
 from workbench.io import atomic_write_json
+from workbench.tracking.bundle import BUNDLE_DIR, write_retrieval_bundle
 from workbench.tracking.experiments import INDEX_BENCHMARKS
 from workbench.tracking.sink import ChildRun, NullSink, Sink, TrackingSink
 from workbench.tracking.store import Store
+from workbench.vectors.recall import recall_ties
 
 PRESETS = ("default", "reference", "tour")  # tour: one build per family, two or three points (notebook 02)
 OVERHEAD_SPECS = ("hnswlib:M=16,ef_construction=200?ef=32", "faiss:HNSW32,Flat?efSearch=32")
@@ -75,13 +81,18 @@ def resolve_specs(data: BenchSet, specs: Sequence[IndexSpec], preset: str | None
 
 def run_ann(data: str | BenchSet, out_dir: str | Path, *, specs: Sequence[str | IndexSpec] = (),
             preset: str | None = None, k: int = 10, threads: int = 1, runs: int = 3, budget_s: float = 10.0,
-            batch_threads: int | None = None, sink: Sink | None = None, progress: bool = True) -> AnnResult:
+            batch_threads: int | None = None, sink: Sink | None = None, progress: bool = True,
+            keep: float | None = None) -> AnnResult:
     """Sweep ``specs`` (and/or a ``preset``) on ``data`` (a DATA string as for ``workbench ann``, or a
     loaded :class:`BenchSet`); write ``out_dir/results.parquet`` (resumable), ``summary.json`` and the
     recall/QPS, batch-QPS and build/size figures; report the sweep, each point and the outputs to ``sink``.
 
     SPEC strings are parsed before any data is loaded, so a typo fails in a second, not after embedding.
+    ``keep`` (a recall target): see :func:`keep_best`; its outcome is ``summary["kept"]``.
     """
+    if keep is not None and not 0 < keep <= 1:
+        raise IndexSpecError(f"--keep best@{keep}: the recall target must be in (0, 1]")
+    source = data if isinstance(data, str) else None
     parsed = [s if isinstance(s, IndexSpec) else parse_spec(s) for s in specs]
     if preset is not None and preset not in PRESETS:
         raise IndexSpecError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
@@ -106,10 +117,46 @@ def run_ann(data: str | BenchSet, out_dir: str | Path, *, specs: Sequence[str | 
             "build_size": plot_build_size(df, out / "build_size.png"),
         }
         summary = summarise(data, df, k, threads, out, figures, preset == "reference")
+        if keep is not None:
+            summary["kept"] = keep_best(data, sweep, df, keep, k, out, source, sink)
         atomic_write_json(out / "summary.json", summary)
         sink.attach("report", [out / RESULTS_FILE, out / "summary.json", *figures.values()],
                     metrics={"n_points": len(df)})
     return AnnResult(data, sweep, df, figures, summary)
+
+
+def keep_best(data: BenchSet, specs: Sequence[IndexSpec], df: pd.DataFrame, target: float, k: int, out: Path,
+              source: str | None, sink: Sink) -> dict[str, Any]:
+    """Rebuild the point with the highest single-query QPS among those with recall >= ``target``, save it
+    as ``out/retrieval_index/`` (document ids and embedding model when ``source`` names a text collection,
+    else row positions and vectors only) and attach it to the sweep; its recall is measured again on the
+    rebuilt index (graph builds need not be bit-identical). Returns what was kept, or why nothing was."""
+    ok = df[df["recall"] >= target]
+    if ok.empty:
+        best = df.loc[df["recall"].idxmax()]
+        return {"target": target, "point": None,
+                "reason": f"no point reached recall {target}; the best was {best['recall']:.4f} ({best['point']})"}
+    row = ok.loc[ok["qps"].idxmax()]
+    spec = next(s for s in specs if s.label == row["index"])
+    query_params = json.loads(row["query_params"])
+    index = spec.make(data.metric)
+    index.build(data.base)
+    if query_params:
+        index.set_query_params(**query_params)
+    _, ids = index.search(data.queries, k)
+    recall = float(recall_ties(data.base, data.queries, ids, data.gt_distances, k, data.metric).mean())
+    doc_ids, model = [str(i) for i in range(len(data.base))], None
+    if source is not None and source != "sentences" and not source.startswith("synthetic") \
+            and Path(source).suffix.lower() not in VECTOR_SUFFIXES:
+        from workbench.embed import Embedder
+
+        doc_ids, model = load_dataset(source).doc_ids, Embedder(normalize=True, show_progress=False).model_id
+    folder = write_retrieval_bundle(out, index, doc_ids, metric=data.metric, embedding_model=model,
+                                    query_params=query_params, k=k, dataset=data.dataset_info)
+    sink.attach(BUNDLE_DIR, sorted(folder.iterdir()),
+                metrics={"kept_recall": recall, "kept_qps": float(row["qps"]), "kept_target": target})
+    return {"target": target, "point": row["point"], "qps": float(row["qps"]), "recall_sweep": float(row["recall"]),
+            "recall_rebuilt": recall, "bundle": str(folder), "embedding_model": model}
 
 
 def summarise(data: BenchSet, df: pd.DataFrame, k: int, threads: int, out: Path, figures: Mapping[str, Path],

@@ -172,7 +172,7 @@ def run_pg_filtered(data: str | BenchSet, out_dir: str | Path, *, specs: Sequenc
 
 def run_concurrency(data: str | BenchSet, out_dir: str | Path, *, specs: Sequence[str | IndexSpec],
                     clients: Sequence[int] = DEFAULT_CLIENTS, target_recall: float | None = 0.95,
-                    per_client: int = 200, time_limit_s: float = 30.0, k: int = 10, n_queries: int | None = None,
+                    per_client: int = 1000, time_limit_s: float = 30.0, k: int = 10, n_queries: int | None = None,
                     sink: Sink | None = None, progress: bool = True) -> DbResult:
     """QPS and p50/p99 with each number of ``clients`` (``bench.concurrency``) for each spec, at the first
     point of its sweep reaching ``target_recall`` (None: its first point as given); ``concurrency.*``."""

@@ -23,8 +23,12 @@ from workbench.features.leakage import (
     plot_timeline,
 )
 from workbench.features.store import FeatureStore
+from workbench.features.serve_bench import plot_latency, serve_benchmark
 from workbench.features.synth import EPOCH, fraud_stream
+from workbench.hybrid.cache_redis import RedisResultCache, hit_latency
+from workbench.hybrid.searcher import ResultCache
 from workbench.io import atomic_write_json
+from workbench.services import redis as redis_service
 from workbench.tracking.experiments import FEATURE_STORE
 from workbench.tracking.sink import ChildRun, NullSink, Sink, TrackingSink
 from workbench.tracking.store import Store
@@ -155,3 +159,39 @@ def run_leakage(out_dir: str | Path, n_accounts: int = 2000, days: int = 180, tr
                    "timeline_account": account, "figures": sorted(p.name for p in figures.values())}
         sink.attach("figures", list(figures.values()), metrics={"online_mismatches": mismatches})
     return LeakageResult(data, fs, joins, res, scores, weights, check, figures, summary)
+
+
+def run_serve_bench(out_dir: str | Path, *, n_entities: int = 20_000, updates_per_key: int = 5,
+                    requests: int = 400, clients: tuple[int, ...] = (1, 4, 16), sink: Sink | None = None,
+                    progress: Callable[[str], None] = print) -> FeaturesResult:
+    """The serving tier measured (``features.serve_bench``): DuckDB vs Redis online reads and materialisation,
+    cache hits in-process vs Redis; Redis is ``WORKBENCH_REDIS_URI`` or a server started (and stopped) here.
+    Writes ``out_dir/serve-bench.json`` and ``serve_latency.png``."""
+    sink, out = sink or NullSink(), Path(out_dir)
+    params = {"n_entities": n_entities, "updates_per_key": updates_per_key, "requests": requests,
+              "clients": list(clients)}
+    server = None if redis_service.configured() else redis_service.RedisServer().start()
+    try:
+        client = server.client() if server else redis_service.connect()
+        with sink.sweep("features serve-bench", params, None):
+            payload = serve_benchmark(client, n_entities, updates_per_key, clients=clients, requests=requests,
+                                      progress=progress)
+            payload["cache_hit"] = [{"cache": "in-process", **hit_latency(ResultCache())},
+                                    {"cache": "redis", **hit_latency(RedisResultCache(client, namespace="wb:bench"))}]
+            payload["redis"] = {"version": redis_service.server_version(client),
+                                "source": "project-started" if server else redis_service.REDIS_URI_ENV}
+            for row in payload["latency"]:
+                sink.point({"method": f"{row['store']} {row['keys_per_request']} keys x{row['clients']}",
+                            "seconds": row["p50_ms"] / 1000})
+            path = atomic_write_json(out / "serve-bench.json", payload)
+            png = plot_latency(payload, out / "serve_latency.png",
+                               f"Online reads: DuckDB vs Redis {payload['redis']['version']}, "
+                               f"{n_entities:,} keys, 3 features, threads on one process")
+            sink.attach("results", [path, png], metrics={f"{r['store']}_materialise_rows_per_s": r["rows_per_s"]
+                                                        for r in payload["materialise"]})
+        client.close()
+    finally:
+        if server is not None:
+            server.stop()
+    payload = {**payload, "written": str(path), "figure": str(png)}
+    return FeaturesResult("serve-bench", payload, pd.DataFrame(payload["latency"]), path)

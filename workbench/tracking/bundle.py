@@ -4,11 +4,19 @@
 ``faiss.write_index`` file), ``doc_ids.json`` (row position -> document id) and ``retrieval.json`` (index
 class, metric, dimension, query parameters, embedding model identity, dataset name and digest, the index
 file's sha256). A run that logs this folder (``log_run(..., artifacts=[bundle_dir])``) can be registered.
+
+A *hybrid* bundle (``retrieval.json`` has ``"kind": "hybrid"``, written by :func:`write_hybrid_bundle`) holds
+instead ``bm25/`` (a ``BM25Retriever.save`` folder), ``dense_vectors.npy`` (the document embeddings the
+dense side searches exactly, by inner product) and the fusion method with its parameters; every file's
+sha256 is recorded and checked on load. :class:`HybridBundle` retrieves and fuses with the same code as the
+evaluation (``workbench.hybrid``), so the registered model ranks as the run did.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +25,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from workbench.errors import DatasetError
-from workbench.io import atomic_write_json, sha256_file
+from workbench.hybrid.dense import DenseRetriever
+from workbench.hybrid.fusion import fuse
+from workbench.hybrid.lexical import BM25Retriever
+from workbench.hybrid.runs import Run
+from workbench.io import atomic_write_bytes, atomic_write_json, sha256_file
 from workbench.vectors.kernel import normalize
 
 BUNDLE_DIR = "retrieval_index"
 RAW_FAISS = "faiss"  # index_class of a plain faiss.write_index file
+HYBRID = "hybrid"    # kind (and index_class) of a BM25 + dense + fusion bundle
 
 
 def write_retrieval_bundle(out_dir: str | Path, index: Any, doc_ids: Sequence[str], *, metric: str,
@@ -42,8 +55,6 @@ def write_retrieval_bundle(out_dir: str | Path, index: Any, doc_ids: Sequence[st
         ntotal, dim = int(index.ntotal), int(index.dim)
     elif _is_faiss(index):
         import faiss
-
-        from workbench.io import atomic_write_bytes
 
         atomic_write_bytes(index_path, faiss.serialize_index(index).tobytes())
         index_class, ntotal, dim = RAW_FAISS, int(index.ntotal), int(index.d)
@@ -82,13 +93,16 @@ class RetrievalBundle:
         return self.index.search(x, k)
 
 
-def load_bundle(folder: str | Path) -> RetrievalBundle:
-    """Load a bundle written by :func:`write_retrieval_bundle`, checking the index file's sha256."""
+def load_bundle(folder: str | Path) -> "RetrievalBundle | HybridBundle":
+    """Load a bundle written by :func:`write_retrieval_bundle` or :func:`write_hybrid_bundle`, checking
+    the sha256 of its files."""
     folder = Path(folder)
     config_path = folder / "retrieval.json"
     if not config_path.is_file():
         raise DatasetError(f"{folder} is not a retrieval bundle: {config_path.name} is missing")
     config = json.loads(config_path.read_text())
+    if config.get("kind") == HYBRID:
+        return _load_hybrid(folder, config)
     index_path = folder / "index.bin"
     digest = sha256_file(index_path)
     if digest != config["index_sha256"]:
@@ -112,3 +126,79 @@ def load_bundle(folder: str | Path) -> RetrievalBundle:
 
 def _is_faiss(index: Any) -> bool:
     return type(index).__module__.startswith("faiss")
+
+
+def write_hybrid_bundle(out_dir: str | Path, bm25: BM25Retriever, doc_vectors: np.ndarray, *,
+                        embedding_model: str, fusion: Mapping[str, Any], depth: int, k: int = 10,
+                        normalize: bool = True, dataset: Mapping[str, str] | None = None,
+                        figures: Mapping[str, Any] | None = None, chosen_by: str = "") -> Path:
+    """Write ``out_dir/retrieval_index/`` for BM25 + exact dense retrieval fused by ``fusion``
+    (``{"method": ..., "params": {...}}``, as ``workbench.hybrid.fusion.fuse`` takes them), each list cut
+    at ``depth`` before fusing; ``figures`` (e.g. nDCG@10 of this configuration) and ``chosen_by`` (how the
+    fusion was chosen, a sentence) go into the config for the model card."""
+    folder = Path(out_dir) / BUNDLE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    vectors = np.ascontiguousarray(doc_vectors, dtype=np.float32)
+    if len(vectors) != len(bm25.doc_ids):
+        raise DatasetError(f"{len(vectors)} document vectors for a BM25 index of {len(bm25.doc_ids)} documents")
+    bm25.save(folder / "bm25")
+    buf = io.BytesIO()
+    np.save(buf, vectors, allow_pickle=False)
+    atomic_write_bytes(folder / "dense_vectors.npy", buf.getvalue())
+    atomic_write_json(folder / "doc_ids.json", [str(d) for d in bm25.doc_ids])
+    files = _digests(folder)
+    config = {"kind": HYBRID, "index_class": HYBRID, "metric": "fused score", "dim": int(vectors.shape[1]),
+              "ntotal": len(vectors), "k": int(k), "depth": int(depth), "embedding_model": embedding_model,
+              "normalize": bool(normalize), "bm25": bm25.settings,
+              "dense": {"search": "exact inner product", "min_score": -1.0},
+              "fusion": {"method": fusion["method"], "params": dict(fusion.get("params") or {})},
+              "chosen_by": chosen_by,
+              "query_params": {}, "dataset": dict(dataset or {}), "figures": dict(figures or {}),
+              "files": files, "index_sha256": _combined(files)}
+    atomic_write_json(folder / "retrieval.json", config)
+    return folder
+
+
+@dataclass
+class HybridBundle:
+    """A loaded hybrid bundle: ``retrieve(texts, vectors) -> Run`` fuses BM25 and dense as the run did."""
+
+    path: Path
+    config: dict[str, Any]
+    doc_ids: list[str]
+    bm25: BM25Retriever
+    dense: DenseRetriever
+
+    @property
+    def dim(self) -> int:
+        return int(self.config["dim"])
+
+    def retrieve(self, texts: Sequence[str], vectors: np.ndarray) -> Run:
+        """BM25 and dense top-``depth`` of each query, fused and cut at ``depth`` (as the evaluation did)."""
+        depth, fusion = int(self.config["depth"]), self.config["fusion"]
+        qids = [str(i) for i in range(len(texts))]
+        pair = [self.bm25.retrieve(list(texts), depth, qids, name="bm25"),
+                self.dense.retrieve_vectors(vectors, depth, qids, name="dense")]
+        return fuse(pair, fusion["method"], depth, name="fused", **fusion["params"])
+
+
+def _load_hybrid(folder: Path, config: dict[str, Any]) -> HybridBundle:
+    found = _digests(folder)
+    for name, digest in config["files"].items():
+        if found.get(name) != digest:
+            raise DatasetError(f"{folder / name}: sha256 {str(found.get(name, 'missing'))[:12]}... does not match "
+                               f"the bundle's {digest[:12]}... (file changed, truncated or missing)")
+    doc_ids = json.loads((folder / "doc_ids.json").read_text())
+    vectors = np.load(folder / "dense_vectors.npy", allow_pickle=False)
+    return HybridBundle(folder, config, doc_ids, BM25Retriever.load(folder / "bm25"), DenseRetriever(vectors, doc_ids))
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` but ``retrieval.json``, by relative path."""
+    return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != "retrieval.json"}
+
+
+def _combined(files: Mapping[str, str]) -> str:
+    """One digest naming the whole bundle (the lineage tag), from the sorted per-file digests."""
+    return hashlib.sha256("".join(f"{n} {d}\n" for n, d in sorted(files.items())).encode()).hexdigest()

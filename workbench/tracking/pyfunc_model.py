@@ -3,7 +3,8 @@
 Input: a DataFrame with a ``query`` text column (embedded with ``workbench.embed.Embedder``, which must be
 the model the index was built with) or a ``vector`` column holding one vector per row. Output: one row per
 input row with ``ids`` (document ids, best first) and ``scores`` (the index's similarity or distance).
-``params={"k": 5}`` sets the number of results.
+``params={"k": 5}`` sets the number of results. A hybrid bundle (BM25 + dense + fusion) needs the
+``query`` column (BM25 reads the text); its scores are the fused scores.
 
 This module imports mlflow at the top; it is only imported to register or load a model. The model is
 logged "from code" (``retriever_code.py``), not pickled; the loading environment needs ``workbench``.
@@ -19,14 +20,14 @@ import numpy as np
 import pandas as pd
 
 from workbench.errors import DimensionError, WorkbenchError
-from workbench.tracking.bundle import RetrievalBundle, load_bundle
+from workbench.tracking.bundle import HybridBundle, RetrievalBundle, load_bundle
 
 
 class RetrievalModel(mlflow.pyfunc.PythonModel):
     """Search a retrieval bundle (index file + document ids + embedding model identity)."""
 
     def load_context(self, context: Any) -> None:
-        self.bundle: RetrievalBundle = load_bundle(Path(context.artifacts["bundle"]))
+        self.bundle: RetrievalBundle | HybridBundle = load_bundle(Path(context.artifacts["bundle"]))
         self._embedder = None
 
     # mlflow reads predict's type hints: pd.DataFrame means "no schema from hints" (the signature has it).
@@ -34,12 +35,26 @@ class RetrievalModel(mlflow.pyfunc.PythonModel):
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
         k = int((params or {}).get("k") or self.bundle.config.get("k", 10))
         frame = pd.DataFrame(model_input)
+        if isinstance(self.bundle, HybridBundle):
+            return self._hybrid(frame, k)
         vectors = self._vectors(frame)
         scores, rows = self.bundle.search(vectors, k)
         ids = [[self.bundle.doc_ids[r] for r in row if r >= 0] for row in rows]
         return pd.DataFrame({"ids": ids,
                              "scores": [[float(s) for s, r in zip(srow, rrow) if r >= 0]
                                         for srow, rrow in zip(scores, rows)]},
+                            index=frame.index)
+
+    def _hybrid(self, frame: pd.DataFrame, k: int) -> pd.DataFrame:
+        if "query" not in frame or not frame["query"].notna().all():
+            raise WorkbenchError(f"a hybrid retrieval model needs a 'query' text column with a value in every row "
+                                 f"(BM25 reads the text); got columns {list(frame.columns)}")
+        texts = [str(q) for q in frame["query"]]
+        run = self.bundle.retrieve(texts, self._embed(texts))
+        ids, scores = run.doc_ids[:, :k], run.scores[:, :k]
+        return pd.DataFrame({"ids": [[self.bundle.doc_ids[r] for r in row if r >= 0] for row in ids],
+                             "scores": [[float(s) for s, r in zip(srow, rrow) if r >= 0]
+                                        for srow, rrow in zip(scores, ids)]},
                             index=frame.index)
 
     def _vectors(self, frame: pd.DataFrame) -> np.ndarray:

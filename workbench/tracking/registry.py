@@ -24,7 +24,7 @@ from typing import Any
 
 from workbench.errors import TrackingError
 from workbench.io import atomic_write_text
-from workbench.tracking.bundle import BUNDLE_DIR, load_bundle
+from workbench.tracking.bundle import BUNDLE_DIR, HYBRID, load_bundle
 from workbench.tracking.query import get_run
 from workbench.tracking.store import Store, with_retry
 
@@ -82,8 +82,9 @@ def register_retrieval_model(store: Store, run_id: str, name: str, alias: str | 
                                                               dst_path=tmp))
         bundle = load_bundle(bundle_dir)  # verifies the index checksum before anything is registered
         lineage = _lineage(run, bundle.config)
+        hybrid = bundle.config.get("kind") == HYBRID
         card = Path(tmp) / "model_card.md"
-        atomic_write_text(card, model_card(store, name, run, bundle.config, lineage))
+        atomic_write_text(card, (hybrid_model_card if hybrid else model_card)(store, name, run, bundle.config, lineage))
         signature = ModelSignature(
             inputs=Schema([ColSpec("string", "query", required=False),
                            ColSpec(Array("double"), "vector", required=False)]),
@@ -92,14 +93,14 @@ def register_retrieval_model(store: Store, run_id: str, name: str, alias: str | 
         info = Model.log(artifact_path=None, name=MODEL_NAME_IN_RUN, flavor=mlflow.pyfunc, run_id=run_id,
                          python_model=str(Path(__file__).with_name("retriever_code.py")),
                          artifacts={"bundle": str(bundle_dir), "model_card": str(card)},
-                         signature=signature, input_example=_example(bundle.dim),
+                         signature=signature, input_example=_example(bundle.dim, hybrid),
                          pip_requirements=_requirements(), tags=lineage)
         with_retry(c.log_artifact, run_id, str(card), "model_card")
     try:
         version = mlflow.register_model(info.model_uri, name, tags=lineage)
     except Exception as exc:
         raise TrackingError(f"registering run {run_id} as model {name!r} failed: {exc}") from exc
-    text = description or f"{run.info.run_name}: retrieval over {lineage.get('workbench.dataset.name', '?')}"
+    text = description or _summary(run, bundle.config, lineage)
     with_retry(c.update_model_version, name, version.version, description=text)
     if alias:
         set_alias(store, name, alias, version.version)
@@ -202,12 +203,75 @@ else "squared L2 distance"}).
 """
 
 
-def _example(dim: int) -> Any:
-    """A one-row input example (a unit vector): mlflow checks the model serves it while logging."""
+def _example(dim: int, hybrid: bool = False) -> Any:
+    """A one-row input example (a query text for a hybrid model, else a unit vector): mlflow checks the
+    model serves it while logging."""
     import numpy as np
     import pandas as pd
 
+    if hybrid:
+        return pd.DataFrame({"query": ["effects of treatment on patients"]})
     return pd.DataFrame({"vector": [np.full(dim, dim ** -0.5)]})
+
+
+def _summary(run: Any, config: dict[str, Any], lineage: dict[str, str]) -> str:
+    """The model version's one-paragraph description (the card's first lines)."""
+    data = lineage.get("workbench.dataset.name") or "?"
+    if config.get("kind") != HYBRID:
+        return f"{run.info.run_name}: retrieval over {data}"
+    f, fig = config["fusion"], config.get("figures") or {}
+    return (f"Hybrid retriever over {data} ({config['ntotal']} documents): BM25 + dense "
+            f"({config['embedding_model']}) fused by {f['method']} {json.dumps(f['params'])}; nDCG@10 "
+            f"{fig.get('ndcg@10', float('nan')):.4f} on all {fig.get('n_queries', '?')} judged queries "
+            f"(cross-validated estimate {fig.get('heldout_ndcg@10', float('nan')):.4f}); run {run.info.run_id}")
+
+
+def hybrid_model_card(store: Store, name: str, run: Any, config: dict[str, Any], lineage: dict[str, str]) -> str:
+    """The model card of a hybrid bundle: the retrievers, the fusion and how it was chosen, the data, the
+    figures of the source run, where it came from."""
+    f, fig = config["fusion"], config.get("figures") or {}
+    rows = "\n".join(f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in fig.items())
+    bm25 = config["bm25"]
+    return f"""# Model card: {name}
+
+{_summary(run, config, lineage)}.
+
+## What it is
+A hybrid retriever for English text: for each query, BM25 (bm25s, `{bm25['method']}` k1={bm25['k1']} b={bm25['b']},
+stopwords {bm25['stopwords']}, stemmer {bm25['stemmer']}) and dense retrieval (`{config['embedding_model']}`,
+normalised embeddings, exact inner product over the {config['ntotal']} stored document vectors) each return
+their top {config['depth']}; the two lists are fused by **{f['method']}** with parameters
+`{json.dumps(f['params'])}` and the best k are returned. {config.get('chosen_by', '')}
+
+## Use
+```python
+import mlflow, pandas as pd
+mlflow.set_tracking_uri("{store.uri}")
+model = mlflow.pyfunc.load_model("models:/{name}@champion")   # or models:/{name}/<version>
+model.predict(pd.DataFrame({{"query": ["..."]}}), params={{"k": {config.get("k", 10)}}})
+```
+Input: a `query` text column. Output: `ids` (document ids, best first) and `scores` (fused scores).
+
+## Data
+- collection: {lineage["workbench.dataset.name"] or "unknown"}, digest `{lineage["workbench.dataset.digest"] or "unknown"}`,
+  {config['ntotal']} documents; judged queries evaluated with pytrec_eval (queries without results count 0)
+
+## Figures (source run)
+| figure | value |
+|---|---|
+{rows or "| - | - |"}
+
+`ndcg@10` is this exact configuration on every judged query (what the registered model reproduces);
+`heldout_ndcg@10` is the method's cross-validated figure (each fold's queries scored with parameters
+chosen on the other folds), the honest estimate for new queries of the same kind.
+
+## Lineage
+- source run: `{run.info.run_id}` ({run.info.run_name}) in experiment {run.info.experiment_id}
+- bundle digest: `{config["index_sha256"]}`
+- code: git commit `{lineage["workbench.git.commit"]}` (dirty: {lineage["workbench.git.dirty"]})
+- limitations: the figures hold for this collection; another collection needs its own evaluation (and its own
+  fusion weight), and the embedding model must be the one named above.
+"""
 
 
 def _requirements() -> list[str]:

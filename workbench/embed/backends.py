@@ -1,0 +1,199 @@
+"""Inference backends of the embedding model: PyTorch (sentence-transformers) or an ONNX Runtime export.
+
+An export is made once, offline, from the packaged weights (``torch.onnx.export`` of the BERT encoder;
+``onnx-int8`` adds ONNX Runtime's dynamic quantization of the weights to int8, Jacob et al., "Quantization and
+Training of Neural Networks for Efficient Integer-Arithmetic-Only Inference", CVPR 2018), then optimised by
+ONNX Runtime at ``opt_level`` (1 basic, 2 extended, 3 all graph fusions) and kept in the workbench cache under
+``exports/<weights hash>-<backend>-O<level>``. It is written in a temporary folder and renamed into place, with
+a manifest of each file's sha256; a folder whose files fail the manifest is a corrupt export, deleted and made
+again. The pooling (mean over tokens, then L2 normalisation) is the packaged model's own ``1_Pooling`` and
+``2_Normalize`` (sentence-transformers), applied here in NumPy.
+
+sentence-transformers' ``backend="onnx"`` needs ``optimum-onnx``, whose only release (0.1.0) requires
+transformers < 4.58 and fails to import under the transformers 5 that sentence-transformers 6 needs; the
+export is therefore done here with torch and onnxruntime alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from workbench.embed.model import ModelIdentity, load_model
+from workbench.errors import ModelUnavailableError
+
+BACKENDS = ("torch", "onnx", "onnx-int8", "openvino")
+DEFAULT_OPT_LEVEL = 3
+MANIFEST = "manifest.json"
+_MODEL_FILE = "model.onnx"
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def check_backend(backend: str) -> str:
+    """``backend`` if it is one of :data:`BACKENDS`; ModelUnavailableError names it and the choices."""
+    if backend not in BACKENDS:
+        raise ModelUnavailableError(f"unknown embedding backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+    if backend == "openvino":
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            raise ModelUnavailableError("embedding backend openvino needs the openvino package, which is not "
+                                        "installed (pip install openvino)") from None
+        raise ModelUnavailableError("embedding backend openvino is not implemented yet; use onnx or onnx-int8")
+    return backend
+
+
+def export_key(identity: ModelIdentity, backend: str, opt_level: int = DEFAULT_OPT_LEVEL) -> str:
+    """The cache folder name of an export: weights hash, backend and optimisation level."""
+    return f"{identity.weights_sha256[:16]}-{backend}-O{opt_level}"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
+
+
+def export_problem(folder: Path) -> str | None:
+    """Why ``folder`` is not a complete export (missing manifest, file or checksum), or None when it is."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return "has no readable manifest"
+    for name, digest in manifest["files"].items():
+        f = folder / name
+        if not f.is_file():
+            return f"lacks {name}"
+        if _sha256(f) != digest:
+            return f"{name} fails its checksum"
+    return None
+
+
+def _export(model_dir: Path, target: Path, backend: str, opt_level: int) -> None:
+    """Write the ONNX graph of the packaged model's encoder into ``target`` (an empty folder)."""
+    import onnxruntime as ort
+    import torch
+
+    st = load_model(model_dir)
+    bert = st[0].auto_model.eval()
+
+    class Encoder(torch.nn.Module):
+        """The token states alone, from keyword inputs (BERT's positional order changed in transformers 5)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert                        # a submodule, so its weights export as initialisers
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                             token_type_ids=token_type_ids).last_hidden_state
+
+    sample = st.tokenize(["a sample sentence", "another, somewhat longer, sample sentence"])
+    args = tuple(sample[n] for n in _INPUTS)
+    encoder = Encoder()
+    raw = target / "raw.onnx"
+    axes = {n: {0: "batch", 1: "tokens"} for n in (*_INPUTS, "last_hidden_state")}
+    with torch.no_grad():
+        torch.onnx.export(encoder, args, str(raw), input_names=list(_INPUTS), output_names=["last_hidden_state"],
+                          dynamic_axes=axes, opset_version=17, dynamo=False)
+    if backend == "onnx-int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantized = target / "int8.onnx"
+        # weights of the MatMuls only (as optimum's avx2 config): quantizing the embedding Gather cost fidelity
+        quantize_dynamic(str(raw), str(quantized), weight_type=QuantType.QUInt8, op_types_to_quantize=["MatMul"])
+        raw.unlink()
+        raw = quantized
+    options = ort.SessionOptions()
+    options.log_severity_level = 3                  # not the warning that level 3 graphs are machine-specific
+    options.graph_optimization_level = _levels(ort)[opt_level]
+    options.optimized_model_filepath = str(target / _MODEL_FILE)
+    ort.InferenceSession(str(raw), options, providers=["CPUExecutionProvider"])   # writes the optimised graph
+    raw.unlink()
+    files = {p.name: _sha256(p) for p in sorted(target.iterdir())}
+    meta = {"backend": backend, "opt_level": opt_level, "files": files,
+            "max_seq_length": int(st.max_seq_length), "torch": torch.__version__, "onnxruntime": ort.__version__}
+    (target / MANIFEST).write_text(json.dumps(meta, indent=1, sort_keys=True))
+
+
+def _levels(ort: Any) -> dict[int, Any]:
+    return {0: ort.GraphOptimizationLevel.ORT_DISABLE_ALL, 1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            2: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, 3: ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+
+
+def ensure_export(model_dir: Path, root: Path, identity: ModelIdentity, backend: str,
+                  opt_level: int = DEFAULT_OPT_LEVEL) -> tuple[Path, bool]:
+    """The folder of the ``backend`` export under ``root/exports`` and whether it was made now (False: reused).
+
+    A corrupt or partial export is removed and made again; a new one is renamed into place whole."""
+    if backend not in ("onnx", "onnx-int8"):
+        raise ModelUnavailableError(f"embedding backend {backend!r} has no ONNX export")
+    if opt_level not in (0, 1, 2, 3):
+        raise ModelUnavailableError(f"ONNX optimisation level {opt_level!r} must be 0, 1, 2 or 3")
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ModelUnavailableError(f"embedding backend {backend} needs onnxruntime and onnx "
+                                    "(pip install onnxruntime onnx)") from None
+    folder = Path(root) / "exports" / export_key(identity, backend, opt_level)
+    if folder.is_dir():
+        if export_problem(folder) is None:
+            return folder, False
+        shutil.rmtree(folder)                       # corrupt: made again below
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        _export(model_dir, tmp, backend, opt_level)
+        tmp.rename(folder)
+    except OSError:
+        if not folder.is_dir():                     # lost a race with another process: theirs is as good
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder, True
+
+
+class OnnxEncoder:
+    """``encode`` like ``SentenceTransformer.encode`` (length-sorted batches, mean pooling, optional L2
+    normalisation) over an ONNX Runtime session of an export."""
+
+    def __init__(self, model_dir: Path, export_dir: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+        from transformers import AutoTokenizer
+
+        meta = json.loads((export_dir / MANIFEST).read_text())
+        self.max_seq_length = meta["max_seq_length"]
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL   # the graph is optimised
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(str(export_dir / _MODEL_FILE), options,
+                                            providers=["CPUExecutionProvider"])
+        self._inputs = [i.name for i in self.session.get_inputs()]
+
+    def encode(self, texts: Sequence[str], batch_size: int = 64, normalize: bool = True) -> np.ndarray:
+        """float32 ``(n, dim)`` vectors of ``texts`` in input order."""
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out: list[np.ndarray] = [np.empty(0)] * len(texts)
+        for start in range(0, len(texts), batch_size):
+            rows = order[start:start + batch_size]
+            enc = self.tokenizer([texts[i] for i in rows], padding=True, truncation="longest_first",
+                                 max_length=self.max_seq_length, return_tensors="np")
+            feed = {n: enc[n].astype(np.int64) for n in self._inputs}
+            hidden = self.session.run(None, feed)[0]
+            mask = feed["attention_mask"][..., None].astype(np.float32)
+            pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
+            if normalize:
+                pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            for i, v in zip(rows, pooled):
+                out[i] = v
+        return np.asarray(out, dtype=np.float32).reshape(len(texts), -1)
