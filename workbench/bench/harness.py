@@ -33,6 +33,7 @@ from workbench.index.spec import IndexSpec
 from workbench.vectors.kernel import pair_distances, prepare
 
 RESULTS_FILE = "results.parquet"
+SERVER_SAMPLE = 100  # queries whose server-side execution time a database point reports
 
 
 @dataclass
@@ -180,12 +181,18 @@ def run_sweep(data: BenchSet, specs: Sequence[IndexSpec], k: int = 10, threads: 
             index.build(data.base)
             build_s = time.perf_counter() - t0
             size = index.size_bytes()
+            build_report = index.build_report()
             for qp in points:
                 bar.set_postfix_str(point_label(spec, qp))
                 row = base_row(spec, index, qp)
                 row["query_params"] = json.dumps(index.effective_query_params(**qp), sort_keys=True)
                 row.update(measure_point(index, data, k, qp, threads, batch_threads, runs, warmup, build_s, size,
                                          budget_s))
+                row.update(build_report)
+                server = index.server_times_ms(data.queries[:SERVER_SAMPLE], k, **qp)
+                if server is not None:  # what of the client latency the server spent executing
+                    row["server_p50_ms"] = float(np.percentile(server, 50))
+                    row["server_p99_ms"] = float(np.percentile(server, 99))
                 row["measured_at"] = pd.Timestamp.now(tz="UTC").isoformat()
                 rows.append(row)
                 if path is not None:

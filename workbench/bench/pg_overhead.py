@@ -48,16 +48,8 @@ def bare_pg_search(index: PgvectorIndex, k: int, query_params: dict[str, Any]) -
 
 def server_time_ms(index: PgvectorIndex, queries: np.ndarray, k: int, warmup: int = 10,
                    **query_params: Any) -> np.ndarray:
-    """Server-side execution time (ms, planning excluded) of each query under ``query_params``, after
-    ``warmup`` untimed queries (a new backend's first statements fill its catalog caches). Per-node
-    timing and buffer counting are off: they would add to the time measured."""
-    q = index.prepare_queries(queries)
-    sql, conn = _session(index, k, query_params)
-    explain = "EXPLAIN (ANALYZE, TIMING OFF, BUFFERS OFF, FORMAT JSON) " + sql
-    with conn:
-        for v in q[:warmup]:
-            conn.execute(explain, {"q": v})
-        return np.array([conn.execute(explain, {"q": v}).fetchone()[0][0]["Execution Time"] for v in q])
+    """Server-side execution time (ms) of each query: ``PgvectorIndex.server_times_ms``."""
+    return index.server_times_ms(queries, k, warmup=warmup, **query_params)
 
 
 def alternating_blocks(harness_fn: Callable, bare_fn: Callable, rows: list[np.ndarray], vectors: list[np.ndarray],

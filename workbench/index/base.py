@@ -287,6 +287,15 @@ class VectorIndex(ABC):
     def load(cls, path: str | Path) -> "VectorIndex":
         """Load an index written by ``save``."""
 
+    def build_report(self) -> dict[str, float]:
+        """Figures of the last build besides its time and size: for a database, load rows/s and the table
+        and index bytes on disk; an in-process library has none."""
+        return {}
+
+    def server_times_ms(self, queries: np.ndarray, k: int, **query_params: Any) -> np.ndarray | None:
+        """Server-side execution time (ms) of each query, where a server runs it; None in-process."""
+        return None
+
     @abstractmethod
     def size_bytes(self) -> int:
         """Serialized size in bytes (the library's own format)."""

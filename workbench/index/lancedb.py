@@ -321,6 +321,10 @@ class LancedbIndex(VectorIndex):
             self._cleanup()
             self._cleanup, self.uri = None, None
 
+    def build_report(self) -> dict[str, float]:
+        """Load rows/s and seconds, index build seconds, table and index bytes on disk of the last build."""
+        return {f"db_{k}": float(v) for k, v in self.build_stats.items()}
+
     def size_bytes(self) -> int:
         """Bytes on disk of the table directory: vectors, ids, the index, manifests (filter columns too)."""
         return dir_bytes(self.table_dir)

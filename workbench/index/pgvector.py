@@ -333,6 +333,26 @@ class PgvectorIndex(VectorIndex):
         raise DatabaseError(f"{path}: pgvector indexes are not saved to files (they live in the database); "
                             "rebuild one from the vectors")
 
+    def build_report(self) -> dict[str, float]:
+        """Load rows/s, seconds of COPY, VACUUM ANALYZE and CREATE INDEX, heap/table/index bytes on disk."""
+        return {f"db_{k}": float(v) for k, v in self.build_stats.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+    def server_times_ms(self, queries: np.ndarray, k: int, warmup: int = 10, **query_params: Any) -> np.ndarray:
+        """Server-side execution time (ms, planning excluded) of each query from ``EXPLAIN (ANALYZE, FORMAT
+        JSON)`` (PostgreSQL docs, "EXPLAIN") on a connection of its own with the settings ``searcher``
+        applies, after ``warmup`` untimed queries (a new backend's first statements fill its catalog
+        caches). Per-node timing and buffer counting are off: they would add to the time measured."""
+        q = self.prepare_queries(queries)
+        sql, settings = self.statement(k, **query_params)
+        explain = "EXPLAIN (ANALYZE, TIMING OFF, BUFFERS OFF, FORMAT JSON) " + sql
+        with connect() as conn:
+            for name, value in settings.items():
+                conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+            for v in q[:warmup]:
+                conn.execute(explain, {"q": v})
+            return np.array([conn.execute(explain, {"q": v}).fetchone()[0][0]["Execution Time"] for v in q])
+
     def size_bytes(self) -> int:
         """On-disk size of the index (``pg_indexes_size``); for ``exact``, of the table it scans."""
         self._require_built()
