@@ -1,5 +1,5 @@
 """Faults: a sync killed part-way, a store held locked by another process, a damaged results file on resume,
-a sweep killed with its parent RUNNING. Real MLflow on temporary SQLite stores, real processes and signals;
+a sweep killed with its parent RUNNING, a store locked after a sweep's parent entered it. Real MLflow on temporary SQLite stores, real processes and signals;
 no wall-clock assertions (the bounded wait is checked through what the command printed and queued)."""
 
 from __future__ import annotations
@@ -48,6 +48,27 @@ with parent_run(store, "faults", "killed sweep"):
     log_run(store, "faults", "first point", metrics={"m": 1})
     print("running", flush=True)
     time.sleep(600)
+"""
+
+
+# A sweep whose store is locked (by the test) after its parent run is created, before its points, outputs
+# and end; prints its tracking warnings the way the CLI does.
+LOCKED_MID_SWEEP = """
+import sys, warnings
+from workbench.errors import TrackingUnavailableWarning
+from workbench.tracking import Store, attach_outputs, log_run, parent_run
+store = Store.from_settings()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    with parent_run(store, "faults", "locked sweep", params={"k": 1}):
+        print("created", flush=True)
+        sys.stdin.readline()  # the store is locked now
+        for i in range(3):
+            log_run(store, "faults", f"r{i}", metrics={"m": i})
+        attach_outputs("report", [sys.argv[1]], metrics={"n_points": 3})
+for w in caught:
+    if issubclass(w.category, TrackingUnavailableWarning):
+        print(f"warning: {w.message}", file=sys.stderr)
 """
 
 
@@ -130,6 +151,55 @@ def test_locked_store_bounded_wait_runs_queued_one_warning_line(tmp_path, monkey
     from workbench.tracking.outbox import sync
 
     assert len(sync(store).logged) == 4 and len(runs_frame(store, "index-benchmarks")) == 4
+
+
+def test_store_locked_after_the_parent_was_created_ends_it_finished_on_sync(tmp_path, monkeypatch):
+    store = use_store(monkeypatch, tmp_path)
+    report = tmp_path / "report.json"
+    report.write_text("{}")
+    sweep = subprocess.Popen([sys.executable, "-c", LOCKED_MID_SWEEP, str(report)],
+                             env=subprocess_env(WORKBENCH_TRACKING_TIMEOUT="2"), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    locker = None
+    try:
+        _wait_for(sweep.stdout, "created")
+        db = Path(store.uri[len("sqlite:///"):])
+        locker = subprocess.Popen([sys.executable, "-c", LOCKER, str(db), "60"], stdout=subprocess.PIPE, text=True)
+        assert locker.stdout.readline().strip() == "locked"
+        _, err = sweep.communicate("go\n", timeout=300)
+        still_locked = locker.poll() is None
+    finally:
+        sweep.kill()
+        if locker is not None:
+            locker.kill()
+            locker.wait()
+    assert still_locked, "the lock was released before the sweep finished: the wait was not bounded"
+    assert sweep.returncode == 0, err[-3000:]
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "database is locked" in warnings[0], err[-3000:]
+    assert "Traceback" not in err and "sqlalchemy" not in err.lower()
+    assert len(pending(store.outbox)) == 4  # three points and the parent's end (status, outputs)
+    from workbench.cli import main
+    from workbench.tracking.outbox import sync
+
+    # The sweep's process is gone and its parent still RUNNING in the store: not a killed sweep, though.
+    assert main(["runs", "--experiment", "faults"]) == 0
+    assert runs_frame(store, "faults").set_index("run_name").loc["locked sweep", "status"] == "RUNNING"
+    end_entry = next(p for p in pending(store.outbox) if '"kind": "end"' in p.read_text())
+    saved = end_entry.read_text()
+    assert len(sync(store).logged) == 4 and not pending(store.outbox)
+    end_entry.write_text(saved)  # applied twice (a sync killed before it deleted the entry): harmless
+    assert len(sync(store).logged) == 1 and not pending(store.outbox)
+    assert main(["runs", "--experiment", "faults"]) == 0
+
+    df = runs_frame(store, "faults").set_index("run_name")
+    parent = df.loc["locked sweep"]
+    assert parent["status"] == "FINISHED" and parent["metrics.n_points"] == 3
+    assert sorted(df.index[df["tags.mlflow.parentRunId"] == parent["run_id"]]) == ["r0", "r1", "r2"]
+    assert set(df["status"]) == {"FINISHED"}
+    c = store.client()
+    assert [a.path for a in c.list_artifacts(parent["run_id"], "report")] == ["report/report.json"]
+    assert len(c.get_metric_history(parent["run_id"], "n_points")) == 1
 
 
 def test_killed_sweep_parent_is_ended_as_killed(tmp_path, monkeypatch):

@@ -72,7 +72,7 @@ def test_checks_report_every_failure_in_one_list() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_executes_with_ci_parameters(path: Path, tmp_path: Path) -> None:
-    results = run_notebook(path, tmp_path, ci=True, timeout=600)
+    results = run_notebook(path, tmp_path, ci=True, timeout=300)  # per cell: a CI cell takes seconds
     assert results, f"{path.name} wrote an empty results.json"
     assert list((tmp_path / path.stem).glob("*.png")) or results.get("figures") == [], \
         f"{path.name} saved no figure"

@@ -60,6 +60,13 @@ def ci_parameters(path: Path) -> dict[str, Any]:
     return dict(_read(path).get("metadata", {}).get("workbench", {}).get("ci_parameters", {}))
 
 
+def _declares(path: Path, name: str) -> bool:
+    """Whether the notebook's ``parameters`` cell assigns ``name``."""
+    cells = [c for c in _read(path)["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    source = "".join("".join(c["source"]) for c in cells)
+    return any(line.split("=")[0].strip() == name for line in source.splitlines() if "=" in line)
+
+
 def has_parameters_cell(path: Path) -> bool:
     return any("parameters" in c.get("metadata", {}).get("tags", []) for c in _read(path)["cells"])
 
@@ -77,7 +84,11 @@ def run_notebook(path: str | Path, out_root: str | Path, ci: bool = False,
     out_root = Path(out_root).resolve()
     nb_out = out_root / path.stem
     nb_out.mkdir(parents=True, exist_ok=True)
-    params = {**(ci_parameters(path) if ci else {}), **(parameters or {}), "out_dir": str(nb_out)}
+    # Headless, a notebook that declares `interactive` draws its panels once, statically, through the same
+    # callback: an ipywidgets Output capture can leave nbclient waiting for ever on an idle kernel (seen in
+    # CI on notebook 07's panel; jupyter/nbclient#312). The widgets themselves are tested in JupyterLab.
+    headless = {"interactive": False} if _declares(path, "interactive") else {}
+    params = {**headless, **(ci_parameters(path) if ci else {}), **(parameters or {}), "out_dir": str(nb_out)}
     try:
         pm.execute_notebook(str(path), str(out_root / path.name), parameters=params, cwd=str(path.parent),
                             kernel_name="python3", progress_bar=False, execution_timeout=timeout,

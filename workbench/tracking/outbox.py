@@ -8,6 +8,10 @@ The outbox is a journal, so a sync killed at any point can be resumed: every run
 the tag ``workbench.outbox_id`` (a run already in the store is not logged again), and the id -> run id of
 each logged entry is written to ``synced/<outbox id>`` before the entry is deleted (its children are
 linked through it).
+
+A run already in the store whose end the store refused (a sweep's parent: its status and end time, and any
+outputs that failed) waits as an ``"end"`` entry naming its run id; sync applies it idempotently
+(:func:`~workbench.tracking.record.apply_end`), and ``end_stale_runs`` leaves such a run alone.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from workbench.errors import TrackingError
 from workbench.io import atomic_write_json, atomic_write_text
-from workbench.tracking.record import OUTBOX_TAG, RunRecord, experiment_id, store_record
+from workbench.tracking.record import OUTBOX_TAG, RunRecord, apply_end, experiment_id, store_record
 from workbench.tracking.store import Store, unreachable_reason, with_retry
 
 if TYPE_CHECKING:
@@ -52,6 +56,19 @@ def pending(folder: Path) -> list[Path]:
         if not pid_alive(int(claimed.name.rsplit("-", 1)[1])):
             release(claimed)
     return sorted(folder.glob("*.json"))
+
+
+def pending_ends(folder: Path) -> set[str]:
+    """Run ids whose end (status, end time, outputs) waits in the outbox ``folder``."""
+    ids = set()
+    for path in pending(folder):
+        try:
+            record = RunRecord.from_json(path)
+        except TrackingError:  # sync reports a damaged file
+            continue
+        if record.kind == "end" and record.run_id:
+            ids.add(record.run_id)
+    return ids
 
 
 def writer_alive(record: RunRecord) -> bool:
@@ -130,7 +147,8 @@ def sync(store: Store) -> SyncReport:
     # Parents first so children can be linked to their new run ids.
     records.sort(key=lambda pr: (not pr[1].is_parent, pr[0].name))
     new_ids = synced_ids(store.outbox)
-    waiting = {r.local_id for p, r in records if r.is_parent and r.status == "RUNNING" and writer_alive(r)}
+    waiting = {r.local_id for p, r in records
+               if (r.is_parent or r.kind == "end") and r.status == "RUNNING" and writer_alive(r)}
     for path, record in records:
         if record.local_id in waiting:
             report.skipped[str(path)] = f"sweep still running in process {record.pid}"
@@ -151,17 +169,20 @@ def sync(store: Store) -> SyncReport:
             report.skipped[str(path)] = "taken by another sync"
             continue
         try:
-            run_id = new_ids.get(record.local_id) or _logged_run(mlflow_client, record)
-            if run_id is None:
-                run_id = store_record(record, mlflow_client)
-                _fault_point(len(report.logged) + 1)
-            atomic_write_text(store.outbox / SYNCED / record.local_id, run_id)
+            if record.kind == "end":  # idempotent: a sync killed after applying it applies it again
+                run_id = apply_end(record, mlflow_client)
+            else:
+                run_id = new_ids.get(record.local_id) or _logged_run(mlflow_client, record)
+                if run_id is None:
+                    run_id = store_record(record, mlflow_client)
+                    _fault_point(len(report.logged) + 1)
+                atomic_write_text(store.outbox / SYNCED / record.local_id, run_id)
+                new_ids[record.local_id] = run_id
         except Exception as exc:
             release(claimed)
             report.failed[str(path)] = f"{type(exc).__name__}: {exc}"
             continue
         claimed.unlink()
-        new_ids[record.local_id] = run_id
         report.logged[str(path)] = run_id
     if not pending(store.outbox):  # nothing left that could need a parent's run id
         for marker in (store.outbox / SYNCED).glob("*"):

@@ -1,7 +1,9 @@
 """One run as data: the validated :class:`RunRecord` and how a record is written to a store.
 
 Both the live path (``runs.log_run``) and the outbox's later sync write through :func:`store_record`, so a
-run looks the same in the store whichever way it arrived.
+run looks the same in the store whichever way it arrived. A record of kind ``"end"`` is not a run but the
+end of one already in the store (a sweep's parent whose terminate, or whose outputs, the store refused):
+:func:`apply_end` writes it, idempotently.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class RunRecord:
     host: str = field(default_factory=socket.gethostname)
     tracking_uri: str = ""
     error: str = ""
+    kind: str = "run"                     # "end": the end (status, outputs) of the stored run ``run_id``
+    run_id: str | None = None
 
     @classmethod
     def from_json(cls, path: Path) -> "RunRecord":
@@ -169,6 +173,32 @@ def store_record(record: RunRecord, mlflow_client: "MlflowClient", terminate: bo
         with contextlib.suppress(Exception):
             c.delete_run(run_id)
         raise
+    return run_id
+
+
+def end_record(parent: RunRecord, run_id: str, tracking_uri: str) -> RunRecord:
+    """An ``"end"`` entry for ``parent``, stored as ``run_id``: status RUNNING (not ended yet) until the
+    sweep sets it; outputs and metrics the store refused are added to it."""
+    return RunRecord(experiment=parent.experiment, run_name=parent.run_name, status="RUNNING", kind="end",
+                     run_id=run_id, tracking_uri=tracking_uri)
+
+
+def apply_end(record: RunRecord, mlflow_client: "MlflowClient") -> str:
+    """Write an ``"end"`` entry to its run; returns the run id. Applying it twice is harmless: metrics carry
+    the entry's fixed timestamp (mlflow drops exact duplicates), files overwrite themselves, and a run that
+    already has the entry's status is left alone. An entry still RUNNING (its sweep's process died) ends a
+    run that is still RUNNING as KILLED and leaves an ended one as it is."""
+    c, run_id = mlflow_client, record.run_id
+    if not run_id:
+        raise TrackingError(f"end entry of run {record.run_name!r} names no run id")
+    run = with_retry(c.get_run, run_id)
+    log_metrics(c, run_id, record.metrics, record.start_time)
+    missing = [p for folder, paths in record.outputs.items() for p in log_files(c, run_id, paths, folder)]
+    if missing:
+        with_retry(c.set_tag, run_id, "workbench.missing_artifacts", json.dumps(missing)[:8000])
+    status = "KILLED" if record.status == "RUNNING" else record.status
+    if run.info.status != status and (record.status != "RUNNING" or run.info.status == "RUNNING"):
+        with_retry(c.set_terminated, run_id, status=status, end_time=record.end_time or now_ms())
     return run_id
 
 

@@ -4,7 +4,9 @@ The ``MlflowClient`` API is used rather than mlflow's fluent active-run stack: a
 calls (create with all tags, one batch of params+metrics, terminate), which keeps logging fast on SQLite
 (``workbench tracking-bench`` measures it), and no global active-run state leaks between sweeps. Every call
 names its :class:`~workbench.tracking.store.Store`. If the store is unreachable or stays locked after
-retries, the run goes to the store's outbox (``workbench runs sync`` logs it later).
+retries, the run goes to the store's outbox (``workbench runs sync`` logs it later); so does the end of a
+sweep's parent that is in the store but cannot be terminated (or take its outputs) now, as an ``"end"``
+entry, so that the parent is not later taken for a killed sweep.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from workbench.errors import TrackingError, TrackingUnavailableWarning
-from workbench.tracking.outbox import pid_alive, write_entry
+from workbench.tracking.outbox import pending_ends, pid_alive, write_entry
 from workbench.tracking.record import (
     RunRecord,
     clean_metrics,
+    end_record,
     existing_paths,
     log_files,
     log_metrics,
@@ -41,6 +44,7 @@ class _Parent:
     record: RunRecord                # what the outbox holds while the parent waits there (run_id None)
     run_id: str | None               # set when the parent is in the store
     queued_children: int = 0
+    end: RunRecord | None = None     # the parent's "end" entry in the outbox, once the store refused part of it
 
 
 _current_parent: ContextVar[_Parent | None] = ContextVar("workbench_tracking_parent", default=None)
@@ -112,10 +116,7 @@ def parent_run(store: Store, experiment: str, run_name: str, params: Mapping[str
         _current_parent.reset(token)
         end = now_ms()
         if run_id is not None:
-            try:
-                with_retry(store.client().set_terminated, run_id, status=status, end_time=end)
-            except Exception as exc:  # it stays RUNNING; a later sweep or `workbench runs` ends it as KILLED
-                _warn(store, f"could not mark parent run {run_id} ({run_name}) {status}: {lock_message(exc)}")
+            _end_in_store(state, status, end)
         else:
             record.status, record.end_time = status, end
             path = write_entry(store.outbox, record)
@@ -130,7 +131,8 @@ def attach_outputs(name: str, artifacts: Sequence[str | Path] = (),
     artifact folder ``name``, ``metrics`` beside the parent's own.
 
     Raises :class:`TrackingError` outside a sweep or for bad input. An outboxed parent takes them into its
-    record; if the store fails now, they wait in the outbox as a child run named ``name``.
+    record; if the store fails now, they wait in the outbox in the parent's ``"end"`` entry (logged on the
+    parent by ``workbench runs sync``).
     """
     enclosing = _current_parent.get()
     if enclosing is None:
@@ -141,20 +143,50 @@ def attach_outputs(name: str, artifacts: Sequence[str | Path] = (),
         enclosing.record.outputs.setdefault(name, []).extend(paths)
         enclosing.record.metrics.update(numbers)
         return
-    store, record = enclosing.store, enclosing.record
+    store = enclosing.store
     try:
         if unreachable_reason(store.uri):
             raise TrackingError(unreachable_reason(store.uri))
         c = store.client()
         log_metrics(c, enclosing.run_id, numbers, now_ms())
         log_files(c, enclosing.run_id, paths, name)
-    except Exception as exc:  # nothing measured may be lost: keep the outputs as a queued child
-        child = make_record(record.experiment, name, None, numbers, {"kind": "outputs"}, paths, record.dataset)
-        child.parent_run_id, child.end_time = enclosing.run_id, now_ms()
-        child.tracking_uri, child.error = store.uri, lock_message(exc)
-        path = write_entry(store.outbox, child)
+    except Exception as exc:  # nothing measured may be lost: keep the outputs in the parent's end entry
+        entry = _end_entry(enclosing, lock_message(exc))
+        entry.outputs.setdefault(name, []).extend(paths)
+        entry.metrics.update(numbers)
+        path = write_entry(store.outbox, entry)
         _warn(store, f"could not attach outputs {name!r} to run {enclosing.run_id}: {lock_message(exc)}; kept "
                      f"in {path}; log them later with `workbench runs sync`")
+
+
+def _end_entry(parent: _Parent, error: str) -> RunRecord:
+    """The parent's ``"end"`` entry (made on first need; rewritten in place after that)."""
+    if parent.end is None:
+        assert parent.run_id is not None
+        parent.end = end_record(parent.record, parent.run_id, parent.store.uri)
+    parent.end.error = error
+    return parent.end
+
+
+def _end_in_store(parent: _Parent, status: str, end: int) -> None:
+    """Terminate a stored parent run as ``status``; if the store refuses, or its outputs wait in the outbox,
+    the end goes to the outbox too (``workbench runs sync`` applies it; until then the run is not stale)."""
+    store, error = parent.store, None
+    try:
+        reason = unreachable_reason(store.uri)  # a store given up on is not waited for again
+        if reason:
+            raise TrackingError(reason)
+        with_retry(store.client().set_terminated, parent.run_id, status=status, end_time=end)
+    except Exception as exc:
+        error = lock_message(exc)
+    if error is None and parent.end is None:
+        return
+    entry = _end_entry(parent, error or parent.end.error)
+    entry.status, entry.end_time = status, end
+    path = write_entry(store.outbox, entry)
+    if error is not None:
+        _warn(store, f"could not mark parent run {parent.run_id} ({parent.record.run_name}) {status}: {error}; "
+                     f"kept in {path}; log it later with `workbench runs sync`")
 
 
 def _store_or_queue(store: Store, record: RunRecord, terminate: bool = True) -> str | None:
@@ -188,7 +220,9 @@ def _warn(store: Store, message: str, force: bool = False) -> None:
 def end_stale_runs(store: Store, experiment: str | None = None) -> list[str]:
     """End as KILLED the RUNNING runs (of ``experiment``, else all) whose process died: written on this host
     (tags ``workbench.host``, ``workbench.pid``) by a process that no longer exists, e.g. a killed sweep's
-    parent. Returns their run ids; a store failure ends nothing and raises nothing (the next call retries)."""
+    parent. A run whose end waits in the outbox (the sweep finished while the store was locked) is left for
+    ``workbench runs sync``. Returns their run ids; a store failure ends nothing and raises nothing (the next
+    call retries)."""
     host, me = socket.gethostname(), os.getpid()
     ended = []
     try:
@@ -200,10 +234,14 @@ def end_stale_runs(store: Store, experiment: str | None = None) -> list[str]:
             ids = [exp.experiment_id] if exp is not None else []
         if not ids:
             return []
+        queued: set[str] | None = None  # run ids with an end entry in the outbox, read when first needed
         for run in with_retry(c.search_runs, ids, "attributes.status = 'RUNNING'", max_results=STALE_LIMIT):
             tags = run.data.tags
             pid = tags.get("workbench.pid", "")
             if tags.get("workbench.host") == host and pid.isdigit() and int(pid) != me and not pid_alive(int(pid)):
+                queued = pending_ends(store.outbox) if queued is None else queued
+                if run.info.run_id in queued:
+                    continue
                 with_retry(c.set_terminated, run.info.run_id, status="KILLED", end_time=now_ms())
                 ended.append(run.info.run_id)
     except Exception:  # cleaning up must never stop a sweep or a listing
