@@ -73,6 +73,28 @@ def build_indexes(base: np.ndarray, metric: str, specs: Sequence[IndexSpec], thr
     return entries
 
 
+def point_measures(base: np.ndarray, q: np.ndarray, results: Sequence[Any], truth: tuple[np.ndarray, np.ndarray],
+                   allowed: np.ndarray, k: int, metric: str, walls: Sequence[float],
+                   seconds: np.ndarray) -> dict[str, float]:
+    """Recall, short results and latency of one filtered point: ``results`` are the per-query ids as
+    returned (possibly fewer than k), ``truth`` the exact ``(distances, ids)`` on the allowed subset."""
+    ids = np.full((len(q), k), -1, dtype=np.int64)
+    for i, r in enumerate(results):
+        r = np.asarray(r, dtype=np.int64).reshape(-1)
+        ids[i, :r.size] = r
+    n_results = (ids >= 0).sum(axis=1)
+    return {
+        "recall": float(recall_ties(base, q, ids, truth[0], k, metric, allowed).mean()),
+        "recall_ids": float(recall_ids(ids, truth[1], k, allowed).mean()),
+        "frac_short": float((n_results < min(k, allowed.size)).mean()),
+        "mean_results": float(n_results.mean()),
+        "n_disallowed": int(((ids >= 0) & ~is_allowed(ids, allowed)).sum()),
+        "p50_ms": float(np.percentile(seconds, 50) * 1e3),
+        "p95_ms": float(np.percentile(seconds, 95) * 1e3),
+        "qps": float(len(q) / min(walls)),
+    }
+
+
 def curve_label(row: Mapping[str, Any]) -> str:
     """One name per measured curve: index, strategy and (for postfilter) over-fetch."""
     if row["strategy"] == "exact_subset":
@@ -145,25 +167,13 @@ def filtered_sweep(base: np.ndarray, queries: np.ndarray, metric: str, metadata:
             search = entry.index.searcher(k, allowed=allowed, filter_mode=STRATEGIES[strategy],
                                           overfetch=f or 1, **entry.query_params)
             walls, seconds, results = time_single_queries(search, rows_in, runs, warmup)
-            ids = np.full((len(q), k), -1, dtype=np.int64)
-            for i, r in enumerate(results):
-                r = np.asarray(r).reshape(-1)
-                ids[i, :r.size] = r
-            n_results = (ids >= 0).sum(axis=1)
             row = {
                 "dataset": dataset, "metric": metric, "n_base": len(base), "n_queries": len(q),
                 "k": k, "threads": threads, "selectivity": float(s), "predicate": predicate,
                 "n_allowed": int(allowed.size), "selectivity_actual": allowed.size / len(base),
                 "select_ms": select_ms, "index": entry.label, "family": entry.family,
                 "query_params": params_text(entry.query_params), "strategy": strategy, "overfetch": f,
-                "recall": float(recall_ties(exact.vectors, q, ids, true_d, k, metric, allowed).mean()),
-                "recall_ids": float(recall_ids(ids, true_ids, k, allowed).mean()),
-                "frac_short": float((n_results < min(k, allowed.size)).mean()),
-                "mean_results": float(n_results.mean()),
-                "n_disallowed": int(((ids >= 0) & ~is_allowed(ids, allowed)).sum()),
-                "p50_ms": float(np.percentile(seconds, 50) * 1e3),
-                "p95_ms": float(np.percentile(seconds, 95) * 1e3),
-                "qps": float(len(q) / min(walls)),
+                **point_measures(exact.vectors, q, results, (true_d, true_ids), allowed, k, metric, walls, seconds),
             }
             rows.append(row)
             if on_point is not None:

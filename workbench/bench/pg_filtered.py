@@ -33,7 +33,7 @@ import pandas as pd
 import psycopg
 from tqdm.auto import tqdm
 
-from workbench.bench.filtered import DEFAULT_SELECTIVITIES, params_text
+from workbench.bench.filtered import DEFAULT_SELECTIVITIES, params_text, point_measures
 from workbench.bench.harness import time_single_queries
 from workbench.errors import DatasetError, IndexSpecError
 from workbench.index.base import VectorIndex
@@ -42,7 +42,6 @@ from workbench.index.metadata import Metadata, selectivity_predicate
 from workbench.index.pgvector import PgvectorIndex
 from workbench.index.spec import IndexSpec
 from workbench.services.postgres import connect
-from workbench.vectors.recall import is_allowed, recall_ids, recall_ties
 
 #: per index kind: (strategy, query parameters it sets over the swept point, planner kept on the vector index);
 #: the iterative scans' bounds at pgvector's defaults, shown in the rows (a swept point may set them)
@@ -175,24 +174,14 @@ def db_filtered_sweep(base: np.ndarray, queries: np.ndarray, metric: str, metada
         predicate, allowed, select_ms, (true_d, true_ids) = truth[s]
         walls, seconds, results = time_single_queries(curve.searcher(k, predicate, allowed), rows_in, runs,
                                                       min(warmup, len(rows_in)))
-        ids = np.full((len(q), k), -1, dtype=np.int64)
-        for i, r in enumerate(results):
-            r = np.asarray(r, dtype=np.int64).reshape(-1)
-            ids[i, :r.size] = r
-        n_results = (ids >= 0).sum(axis=1)
         row = {
             "dataset": dataset, "metric": metric, "n_base": len(base), "n_queries": len(q), "k": k, "threads": 1,
             "selectivity": float(s), "predicate": predicate, "n_allowed": int(allowed.size),
             "selectivity_actual": allowed.size / len(base), "select_ms": select_ms, "index": curve.label,
             "family": curve.index.family, "query_params": params_text(curve.query_params),
             "strategy": curve.strategy, "overfetch": 1 if curve.filter_mode == "post" else None,
-            "recall": float(recall_ties(exact.vectors, q, ids, true_d, k, metric, allowed).mean()),
-            "recall_ids": float(recall_ids(ids, true_ids, k, allowed).mean()),
-            "frac_short": float((n_results < min(k, allowed.size)).mean()),
-            "mean_results": float(n_results.mean()),
-            "n_disallowed": int(((ids >= 0) & ~is_allowed(ids, allowed)).sum()),
-            "p50_ms": float(np.percentile(seconds, 50) * 1e3), "p95_ms": float(np.percentile(seconds, 95) * 1e3),
-            "qps": float(len(q) / min(walls)), "curve": curve.name, "in_database": True,
+            **point_measures(exact.vectors, q, results, (true_d, true_ids), allowed, k, metric, walls, seconds),
+            "curve": curve.name, "in_database": True,
             "plan": _plan_text(curve, k, predicate, q[0]),
         }
         rows.append(row)
