@@ -73,6 +73,14 @@ def build_indexes(base: np.ndarray, metric: str, specs: Sequence[IndexSpec], thr
     return entries
 
 
+def sweep_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The rows of a filtered sweep as a frame; ``overfetch`` stays an integer column with gaps."""
+    frame = pd.DataFrame(list(rows))
+    if len(frame):
+        frame["overfetch"] = frame["overfetch"].astype("Int64")
+    return frame
+
+
 def point_measures(base: np.ndarray, q: np.ndarray, results: Sequence[Any], truth: tuple[np.ndarray, np.ndarray],
                    allowed: np.ndarray, k: int, metric: str, walls: Sequence[float],
                    seconds: np.ndarray) -> dict[str, float]:
@@ -178,10 +186,7 @@ def filtered_sweep(base: np.ndarray, queries: np.ndarray, metric: str, metadata:
             rows.append(row)
             if on_point is not None:
                 on_point(row)
-    frame = pd.DataFrame(rows)
-    if len(frame):
-        frame["overfetch"] = frame["overfetch"].astype("Int64")
-    return frame
+    return sweep_frame(rows)
 
 
 def collapse_points(frame: pd.DataFrame, min_recall: float = 0.9) -> dict[str, float | None]:

@@ -33,7 +33,7 @@ import pandas as pd
 import psycopg
 from tqdm.auto import tqdm
 
-from workbench.bench.filtered import DEFAULT_SELECTIVITIES, params_text, point_measures
+from workbench.bench.filtered import DEFAULT_SELECTIVITIES, params_text, point_measures, sweep_frame
 from workbench.bench.harness import time_single_queries
 from workbench.errors import DatasetError, IndexSpecError
 from workbench.index.base import VectorIndex
@@ -187,10 +187,7 @@ def db_filtered_sweep(base: np.ndarray, queries: np.ndarray, metric: str, metada
         rows.append(row)
         if on_point is not None:
             on_point(row)
-    frame = pd.DataFrame(rows)
-    if len(frame):
-        frame["overfetch"] = frame["overfetch"].astype("Int64")
-    return frame
+    return sweep_frame(rows)
 
 
 def under_return(frame: pd.DataFrame, selectivity: float) -> dict[str, float]:
