@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: venv redis-server run test report clean
+.PHONY: venv redis-server java run test report clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,12 +26,17 @@ redis-server:
 	@command -v redis-server >/dev/null 2>&1 || { S=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$S apt-get update -qq && $$S apt-get install -y -qq redis-server; }
 
+## Java 17 for pyspark (the feature store's Spark engine), Debian's headless JRE, installed only when missing.
+java:
+	@command -v java >/dev/null 2>&1 || { S=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$S apt-get update -qq && $$S apt-get install -y -qq openjdk-17-jre-headless; }
+
 ## The main job: execute the notebook series (full parameters), write the report and the MLflow store.
 run: venv
 	$(BIN)/workbench run --out $(OUT)
 
 ## The tests, notebooks included (executed with their CI parameters).
-test: venv redis-server
+test: venv redis-server java
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 report: venv

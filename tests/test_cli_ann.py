@@ -57,7 +57,60 @@ def test_ann_overhead_prints_both_figures(npz, tmp_path, capsys):
     for r in payload["results"]:
         assert r["harness_qps"] > 0 and r["bare_qps"] > 0
         assert r["ratio"] == pytest.approx(r["harness_qps"] / r["bare_qps"])
+        assert r["within_3pct"] == (r["ratio"] >= 0.97)
     assert json.loads((tmp_path / "overhead.json").read_text()) == payload
+
+
+def test_ann_overhead_bare_loops_of_usearch_and_scann_return_the_harness_results(npz, tmp_path):
+    """The bare loops call the libraries' own Python API; they must search what the harness searches."""
+    import numpy as np
+
+    from workbench.bench.harness import BenchSet
+    from workbench.bench.overhead import bare_search
+    from workbench.index.spec import parse_spec
+    from workbench.vectors.formats import load_vectors
+
+    data = BenchSet.from_vector_set(load_vectors(npz), gt_cache=False, progress=False)
+    for text in ("usearch:M=8,ef_construction=40?ef=20", "scann:leaves=8?leaves_to_search=2&pre_reorder=20"):
+        spec = parse_spec(text)
+        index = spec.make(data.metric)
+        index.build(data.base)
+        qp = spec.points()[0]
+        q = index.prepare_queries(data.queries)
+        harness, bare = index.searcher(5, **qp), bare_search(index, 5, qp, 1)
+        for i in range(5):
+            got = bare(q[i:i + 1])        # usearch: Matches (.keys); ScaNN: (ids, distances)
+            got = np.asarray(got.keys if hasattr(got, "keys") else got[0]).reshape(-1)
+            assert sorted(np.asarray(harness(q[i:i + 1])).reshape(-1).tolist()) == sorted(got.tolist()), text
+
+
+def test_ann_ray_flag_connects_passes_the_executor_and_closes_it(npz, tmp_path, capsys, monkeypatch):
+    """--ray ADDRESS goes to workbench.services.ray.connect (a stand-in module here; the Ray engineer's test
+    runs a real two-node cluster); the rows carry the executor's node ids."""
+    import sys
+    import types
+
+    calls = {}
+
+    class InProcess:
+        def map(self, fn, items, shared, num_cpus=1):
+            for item in items:
+                yield item, fn(shared, item), "ray-node-1"
+
+        def close(self):
+            calls["closed"] = True
+
+    def connect(address):
+        calls["address"] = address
+        return InProcess()
+
+    monkeypatch.setitem(sys.modules, "workbench.services.ray", types.SimpleNamespace(connect=connect))
+    out = tmp_path / "ray"
+    assert main(["ann", npz, "--index", "faiss:IVF8,Flat?nprobe=1,8", "--k", "3", "--runs", "2", "--out", str(out),
+                 "--no-track", "--ray", "local", "--json"]) == 0
+    capsys.readouterr()
+    assert calls == {"address": "local", "closed": True}
+    assert set(pd.read_parquet(out / "results.parquet")["node"]) == {"ray-node-1"}
 
 
 @pytest.mark.slow

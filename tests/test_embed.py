@@ -10,7 +10,8 @@ import pytest
 
 from workbench.data.sentences import sentence_split
 from workbench.embed import Embedder
-from workbench.embed.cache import CorruptCacheEntry, EmbeddingCache
+from workbench.embed.cache import EmbeddingCache
+from workbench.errors import CorruptCacheEntry
 from workbench.embed.sets import load_vector_set, sentence_vectors
 from workbench.errors import DatasetError, DimensionError, ModelUnavailableError
 from workbench.vectors.formats import save_npz

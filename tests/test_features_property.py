@@ -1,4 +1,5 @@
-"""Property tests: DuckDB joins, windows and the online store against the brute-force reference.
+"""Property tests: the joins and windows of both offline engines (DuckDB; Spark in local mode, one session for
+the module, fewer examples) and the online store against the brute-force reference.
 
 Random small tables on a coarse minute grid, so that equal event times, equal created times, ttl edges
 (feature time exactly entity time - ttl) and entity time == feature time happen often; NULL keys, NULL
@@ -11,6 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pandas as pd
+from spark_support import engine, spark_session  # noqa: F401  (fixtures)
 from features_reference import pit_join, utc, window_aggregates
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,7 +22,13 @@ from workbench.features import FeatureStore, FeatureView
 BASE = pd.Timestamp("2024-03-10 06:00")  # a US DST change day, to catch zone arithmetic
 ZONES = [None, "UTC", "Asia/Kolkata", "America/New_York"]
 DTYPES = {"k1": "BIGINT", "k2": "BIGINT", "v": "DOUBLE", "w": "DOUBLE"}
-SETTINGS = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Spark answers a tiny join in about a second (a few stages each), DuckDB in milliseconds
+EXAMPLES = {"duckdb": 50, "spark": 6}
+
+
+def examples(engine: str) -> settings:
+    return settings(max_examples=EXAMPLES[engine], deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
 
 minutes = st.integers(0, 5)
 key1 = st.one_of(st.none(), st.integers(1, 3))
@@ -72,8 +80,8 @@ def entity_frames(draw, min_rows: int = 0):
 ttls = st.one_of(st.none(), st.integers(0, 3).map(lambda m: timedelta(minutes=m)))
 
 
-def store_with(bs: list[pd.DataFrame], view: FeatureView) -> FeatureStore:
-    fs = FeatureStore()
+def store_with(bs: list[pd.DataFrame], view: FeatureView, engine: str) -> FeatureStore:
+    fs = FeatureStore(engine=engine)
     fs.apply(view)
     for b in bs:
         fs.ingest(view.name, b)
@@ -84,15 +92,22 @@ def norm(values) -> list:
     return [None if v is None or pd.isna(v) else float(v) for v in values]
 
 
-@SETTINGS
-@given(st.booleans().flatmap(lambda c: st.tuples(st.just(c), batches(c))), entity_frames(), ttls, st.booleans(),
-       st.booleans())
-def test_historical_join_matches_reference(created_and_batches, entity_df, ttl, by_created, composite):
+def test_historical_join_matches_reference(engine):
+    @examples(engine)
+    @given(st.booleans().flatmap(lambda c: st.tuples(st.just(c), batches(c))), entity_frames(), ttls, st.booleans(),
+           st.booleans())
+    def check(created_and_batches, entity_df, ttl, by_created, composite):
+        historical_matches(engine, created_and_batches, entity_df, ttl, by_created, composite)
+
+    check()
+
+
+def historical_matches(engine, created_and_batches, entity_df, ttl, by_created, composite):
     with_created, bs = created_and_batches
     keys = ["k1", "k2"] if composite else ["k1"]
     view = FeatureView("fv", keys, ["v", "w"], created_timestamp_column="created" if with_created else None,
                        ttl=ttl, dtypes=DTYPES)
-    with store_with(bs, view) as fs:
+    with store_with(bs, view, engine) as fs:
         got = fs.get_historical_features(entity_df, ["fv:v", "fv:w"], filter_by_created_timestamp=by_created)
     want = pit_join(bs, entity_df, entities=keys, features=["v", "w"],
                     created="created" if with_created else None, ttl=ttl, filter_by_created=by_created)
@@ -102,13 +117,20 @@ def test_historical_join_matches_reference(created_and_batches, entity_df, ttl, 
         assert norm(got[f]) == norm(want[f]), f
 
 
-@SETTINGS
-@given(batches(True), entity_frames(min_rows=3), ttls, st.booleans())
-def test_created_filter_matches_reference(bs, entity_df, ttl, composite):
+def test_created_filter_matches_reference(engine):
     """Rule 8 on its own, so that most examples exercise the window-function path."""
+    @examples(engine)
+    @given(batches(True), entity_frames(min_rows=3), ttls, st.booleans())
+    def check(bs, entity_df, ttl, composite):
+        created_filter_matches(engine, bs, entity_df, ttl, composite)
+
+    check()
+
+
+def created_filter_matches(engine, bs, entity_df, ttl, composite):
     keys = ["k1", "k2"] if composite else ["k1"]
     view = FeatureView("fv", keys, ["v", "w"], created_timestamp_column="created", ttl=ttl, dtypes=DTYPES)
-    with store_with(bs, view) as fs:
+    with store_with(bs, view, engine) as fs:
         got = fs.get_historical_features(entity_df, ["fv:v", "fv:w"], filter_by_created_timestamp=True)
     want = pit_join(bs, entity_df, entities=keys, features=["v", "w"], created="created", ttl=ttl,
                     filter_by_created=True)
@@ -116,13 +138,20 @@ def test_created_filter_matches_reference(bs, entity_df, ttl, composite):
         assert norm(got[f]) == norm(want[f]), f
 
 
-@SETTINGS
-@given(batches(True), entity_frames(), st.integers(1, 8), st.booleans())
-def test_window_aggregates_match_reference(bs, entity_df, window_min, composite):
+def test_window_aggregates_match_reference(engine):
+    @examples(engine)
+    @given(batches(True), entity_frames(), st.integers(1, 8), st.booleans())
+    def check(bs, entity_df, window_min, composite):
+        windows_match(engine, bs, entity_df, window_min, composite)
+
+    check()
+
+
+def windows_match(engine, bs, entity_df, window_min, composite):
     keys = ["k1", "k2"] if composite else ["k1"]
     view = FeatureView("fv", keys, ["v", "w"], created_timestamp_column="created", dtypes=DTYPES)
     window = timedelta(minutes=window_min)
-    with store_with(bs, view) as fs:
+    with store_with(bs, view, engine) as fs:
         got = fs.get_window_features(entity_df, "fv:v", {"w": window})
     want = window_aggregates(bs, entity_df, entities=keys, feature="v", window=window, created="created")
     assert got["v_count_w"].tolist() == want["count"].tolist()
@@ -132,14 +161,21 @@ def test_window_aggregates_match_reference(bs, entity_df, window_min, composite)
         assert all(x is None or abs(x - y) < 1e-9 for x, y in zip(g, w)), a
 
 
-@SETTINGS
-@given(batches(True), batches(True), ttls, minutes, minutes)
-def test_online_equals_historical_after_materialising(first, late, ttl, t_mid, t_end):
+def test_online_equals_historical_after_materialising(engine):
     """Rule 12: materialise in two incremental steps with late rows ingested in between; read at T."""
+    @examples(engine)
+    @given(batches(True), batches(True), ttls, minutes, minutes)
+    def check(first, late, ttl, t_mid, t_end):
+        online_matches(engine, first, late, ttl, t_mid, t_end)
+
+    check()
+
+
+def online_matches(engine, first, late, ttl, t_mid, t_end):
     t_mid, t_end = sorted((t_mid, t_end))
     mid, end = BASE + timedelta(minutes=t_mid), BASE + timedelta(minutes=t_end)
     view = FeatureView("fv", ["k1", "k2"], ["v", "w"], created_timestamp_column="created", ttl=ttl, dtypes=DTYPES)
-    with store_with(first, view) as fs:
+    with store_with(first, view, engine) as fs:
         fs.materialize_incremental(mid)
         for b in late:
             fs.ingest("fv", b)

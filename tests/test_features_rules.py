@@ -1,4 +1,5 @@
-"""The 12 semantic rules of issue 6, each on a hand-written table with the expected answer stated."""
+"""The 12 semantic rules of issue 6, each on a hand-written table with the expected answer stated, on both
+offline engines (DuckDB; Spark in local mode, one session for the module)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from datetime import timedelta
 
 import pandas as pd
 import pytest
+from spark_support import engine, spark_session  # noqa: F401  (fixtures)
 
 from workbench.errors import FeatureStoreError
 from workbench.features import FeatureStore, FeatureView
@@ -17,14 +19,25 @@ def ts(*values: str | None) -> pd.DatetimeIndex:
     return pd.to_datetime(list(values), format="ISO8601").as_unit("us")
 
 
-def store(view: FeatureView, df: pd.DataFrame) -> FeatureStore:
-    fs = FeatureStore()
-    fs.apply(view, df)
-    return fs
+@pytest.fixture
+def store(engine):
+    """``store(view, df)``: an in-memory store on the test's engine holding ``df``; closed after the test."""
+    opened = []
+
+    def make(view: FeatureView | None = None, df: pd.DataFrame | None = None) -> FeatureStore:
+        fs = FeatureStore(engine=engine)
+        opened.append(fs)
+        if view is not None:
+            fs.apply(view, df)
+        return fs
+
+    yield make
+    for fs in opened:
+        fs.close()
 
 
 @pytest.fixture
-def driver() -> FeatureStore:
+def driver(store) -> FeatureStore:
     df = pd.DataFrame({"driver_id": [1, 1, 2],
                        "trips": [10, 20, 30],
                        "event_timestamp": ts("2024-01-01 10:00", "2024-01-01 12:00", "2024-01-01 11:00")})
@@ -69,7 +82,7 @@ def test_rule3_equal_time_counts(driver):
 
 
 # 4. ttl inclusive, per row; None = no bound; expired -> NULL
-def test_rule4_ttl_inclusive():
+def test_rule4_ttl_inclusive(store):
     df = pd.DataFrame({"k": [1], "x": [5.0], "event_timestamp": ts("2024-01-01 00:00")})
     fs = store(FeatureView("v", ["k"], ["x"], ttl=timedelta(hours=1)), df)
     ent = pd.DataFrame({"k": [1, 1], "event_timestamp": ts("2024-01-01 01:00", "2024-01-01 01:00:00.000001")})
@@ -79,7 +92,7 @@ def test_rule4_ttl_inclusive():
 
 
 # 5. latest event, then latest created (NULL created = oldest), then last ingested
-def test_rule5_tie_order():
+def test_rule5_tie_order(store):
     df = pd.DataFrame({"k": [1, 1, 1, 1], "x": [1.0, 2.0, 3.0, 4.0],
                        "event_timestamp": ts("2024-01-01", "2024-01-01", "2024-01-01", "2023-12-31"),
                        "created": ts("2024-01-02", "2024-01-03", None, "2024-02-01")})
@@ -92,7 +105,7 @@ def test_rule5_tie_order():
 
 
 # 6. whole-row choice: a NULL in the chosen row stays NULL
-def test_rule6_no_fallback():
+def test_rule6_no_fallback(store):
     df = pd.DataFrame({"k": [1, 1], "x": [1.0, None], "y": [10, 20], "event_timestamp": ts("2024-01-01", "2024-01-02")})
     fs = store(FeatureView("v", ["k"], ["x", "y"]), df)
     out = fs.get_historical_features(pd.DataFrame({"k": [1], "event_timestamp": ts("2024-01-03")}), ["v:x", "v:y"])
@@ -106,7 +119,7 @@ def test_rule7_no_candidate(driver):
 
 
 # 8. filter_by_created_timestamp: created <= entity time too; NULL created excluded
-def test_rule8_created_filter():
+def test_rule8_created_filter(store):
     df = pd.DataFrame({"k": [1, 1, 1], "x": [1.0, 2.0, 3.0],
                        "event_timestamp": ts("2024-01-01", "2024-01-02", "2024-01-03"),
                        "created": ts("2024-01-01", "2024-01-05", None)})
@@ -125,7 +138,7 @@ def test_rule8_created_filter():
 
 
 # 9. NULL keys never match
-def test_rule9_null_keys():
+def test_rule9_null_keys(store):
     df = pd.DataFrame({"k": pd.array([None, 1], dtype="Int64"), "x": [1.0, 2.0], "event_timestamp": ts("2024-01-01", "2024-01-01")})
     fs = store(FeatureView("v", ["k"], ["x"]), df)
     ent = pd.DataFrame({"k": pd.array([None, 1], dtype="Int64"), "event_timestamp": ts("2024-01-02", "2024-01-02")})
@@ -133,8 +146,8 @@ def test_rule9_null_keys():
 
 
 # 10. several views on their own keys; clash is an error unless full_feature_names (view__feature)
-def test_rule10_views_and_names():
-    fs = FeatureStore()
+def test_rule10_views_and_names(store):
+    fs = store()
     fs.apply(FeatureView("a", ["user"], ["score"]),
              pd.DataFrame({"user": [1], "score": [0.5], "event_timestamp": ts("2024-01-01")}))
     fs.apply(FeatureView("b", ["shop"], ["score"]),
@@ -148,7 +161,7 @@ def test_rule10_views_and_names():
 
 
 # 11. composite keys never collide: (1, 23) and (12, 3) are different
-def test_rule11_composite_keys():
+def test_rule11_composite_keys(store):
     df = pd.DataFrame({"a": [1, 12], "b": [23, 3], "x": [1.0, 2.0], "event_timestamp": ts("2024-01-01", "2024-01-02")})
     fs = store(FeatureView("v", ["a", "b"], ["x"]), df)
     ent = pd.DataFrame({"a": [1, 12, 123], "b": [23, 3, 0], "event_timestamp": ts("2024-01-03", "2024-01-03", "2024-01-03")})
@@ -159,7 +172,7 @@ def test_rule11_composite_keys():
 
 
 # 12. online: greatest (event, created) kept; backfill never overwrites; late rows picked up; ttl at request time
-def test_rule12_online_store():
+def test_rule12_online_store(store):
     view = FeatureView("v", ["k"], ["x"], created_timestamp_column="created", ttl=timedelta(hours=2))
     fs = store(view, pd.DataFrame({"k": [1, 2], "x": [1.0, 5.0], "event_timestamp": ts("2024-01-01 10:00", "2024-01-01 10:00"),
                                    "created": ts("2024-01-01 10:00", "2024-01-01 10:00")}))

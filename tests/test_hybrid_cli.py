@@ -61,7 +61,9 @@ def test_hybrid_writes_metrics_runs_and_logs(collection: Path, tmp_path: Path, s
     assert main(["hybrid", str(collection), "--out", str(out), "--folds", "3", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(printed) == {"dataset", "n_queries", "methods", "best_single", "best_fused", "bundle", "parent_run_id"}
+    assert set(printed) == {"dataset", "n_queries", "methods", "best_single", "best_fused", "bundle", "backend",
+                            "embedding_variant", "parent_run_id"}
+    assert (printed["backend"], printed["embedding_variant"]) == ("torch", None)
     assert metrics["dataset"] == "mini" and metrics["n_queries"] == 6
     for name in ("bm25", "dense", "rrf", "convex"):
         assert set(metrics["methods"][name]) >= {"ndcg@10", "recall@100", "map", "mrr@10"}
@@ -132,3 +134,41 @@ def test_weight_slider_callback_and_figures(collection: Path, tmp_path: Path, fa
     plot_weight_curves(res, tmp_path / "w.png", mark=0.3)
     plot_per_query_differences(res, path=tmp_path / "d.png")
     assert (tmp_path / "w.png").stat().st_size > 0 and (tmp_path / "d.png").stat().st_size > 0
+
+
+def test_backend_reaches_the_embedder_and_the_records(collection: Path, tmp_path: Path, store: Store,
+                                                      capsys) -> None:
+    out = tmp_path / "out"
+    assert main(["hybrid", str(collection), "--out", str(out), "--folds", "2", "--backend", "onnx-int8",
+                 "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["backend"] == "onnx-int8" and printed["embedding_variant"].startswith("onnx-int8-matmul-")
+    dense = json.loads((out / "metrics.json").read_text())["dense"]
+    assert (dense["backend"], dense["variant"]) == ("onnx-int8", printed["embedding_variant"])
+    runs = runs_frame(store, "hybrid")
+    (parent,) = runs[runs["run_name"] == "hybrid mini"].to_dict("records")
+    assert parent["params.backend"] == "onnx-int8" and parent["params.embedding_variant"] == dense["variant"]
+    assert main(["hybrid", str(collection), "--out", str(out), "--backend", "tensorrt"]) == 2
+    assert "invalid choice: 'tensorrt'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_backends_never_mix_vectors(collection: Path, tmp_path: Path) -> None:
+    """The real model in one cache: torch first, then int8; int8's dense run is int8's own vectors."""
+    from workbench.data import load_dataset
+    from workbench.embed import Embedder
+    from workbench.hybrid.dense import DenseRetriever
+
+    ds = load_dataset(str(collection))
+    cache = tmp_path / "cache"
+    torch_emb = Embedder(cache_dir=cache, show_progress=False)
+    int8_emb = Embedder(cache_dir=cache, backend="onnx-int8", show_progress=False)
+    by_torch = run_hybrid(ds, folds=2, embedder=torch_emb)
+    by_int8 = run_hybrid(ds, folds=2, embedder=int8_emb)
+    assert int8_emb.last_stats["cache_hits"] == 0                # the queries: none taken from torch's namespace
+    fresh = Embedder(cache_dir=cache, backend="onnx-int8", use_cache=False, show_progress=False)
+    expected = DenseRetriever(fresh.encode(ds.doc_texts()), ds.doc_ids).retrieve_vectors(
+        fresh.encode(ds.query_texts()), 100, ds.query_ids)
+    np.testing.assert_allclose(by_int8.runs["dense"].scores, expected.scores, atol=1e-5)
+    assert not np.allclose(by_int8.runs["dense"].scores, by_torch.runs["dense"].scores, atol=1e-5, equal_nan=True)
+    assert by_int8.payload["dense"]["variant"] != by_torch.payload["dense"]["variant"]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from notebook_expectations import EXPECTATIONS, Check, Notebook, equal
+from test_notebook_engine import output_widget_images
 
 from workbench.series import (
     ci_parameters,
@@ -76,5 +77,7 @@ def test_executes_with_ci_parameters(path: Path, tmp_path: Path) -> None:
     assert results, f"{path.name} wrote an empty results.json"
     assert list((tmp_path / path.stem).glob("*.png")) or results.get("figures") == [], \
         f"{path.name} saved no figure"
+    if "make_panel(" in path.read_text():  # panels are drawn headless too: their image is in the widget state
+        assert output_widget_images(tmp_path / path.name), f"{path.name}: no panel image in its Output widgets"
     failures = EXPECTATIONS[path.stem].failures(results) if path.stem in EXPECTATIONS else []
     assert not failures, f"{path.name}: {len(failures)} expectation(s) failed:\n  " + "\n  ".join(failures)

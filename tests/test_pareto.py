@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from workbench.bench.pareto import best_at_recall, frontier, pareto_mask, summary_table
+from workbench.bench.pareto import best_at_recall, frontier, overlaps, pareto_mask, ranked_frame, summary_table
 
 
 def test_pareto_mask_hand_written():
@@ -38,5 +38,41 @@ def test_best_qps_at_recall():
     assert a.loc[0.9, "point"] == "a2" and a.loc[0.95, "point"] == "a3" and pd.isna(a.loc[0.99, "point"])
     assert np.isnan(a.loc[0.99, "qps"])
     s = summary_table(points())
-    assert s["A"]["0.90"] == {"point": "a2", "recall": 0.92, "qps": 6000}
+    assert s["A"]["0.90"] == {"point": "a2", "recall": 0.92, "qps": 6000, "rank": 1, "tied_with": []}
     assert s["B"]["0.90"] is None and s["A"]["0.99"] is None
+
+
+def with_intervals() -> pd.DataFrame:
+    """Three families at recall >= 0.9: A [900, 1100], B [1050, 1300] (overlaps A), C [400, 500] (apart)."""
+    return pd.DataFrame({
+        "family": ["A", "A", "B", "C"], "point": ["a1", "a2", "b1", "c1"],
+        "recall": [0.95, 0.85, 0.93, 0.99], "qps": [1000, 5000, 1200, 450],
+        "qps_lo": [900, 4000, 1050, 400], "qps_hi": [1100, 6000, 1300, 500]})
+
+
+def test_ranks_and_ties_where_intervals_overlap():
+    s = summary_table(with_intervals(), targets=(0.9, 0.99))
+    cells = {fam: s[fam]["0.90"] for fam in "ABC"}
+    assert [cells[f]["rank"] for f in "BAC"] == [1, 2, 3]
+    assert cells["A"]["tied_with"] == ["B"] and cells["B"]["tied_with"] == ["A"] and cells["C"]["tied_with"] == []
+    assert (cells["A"]["qps_lo"], cells["A"]["qps_hi"]) == (900, 1100)
+    assert s["C"]["0.99"]["rank"] == 1 and s["A"]["0.99"] is None
+    # touching ends count as overlapping; an old cell without an interval is the point at its QPS
+    assert overlaps({"qps": 1, "qps_lo": 0, "qps_hi": 2}, {"qps": 3, "qps_lo": 2, "qps_hi": 4})
+    assert not overlaps({"qps": 1}, {"qps": 3, "qps_lo": 2, "qps_hi": 4})
+    r = ranked_frame(s)
+    assert r[["target", "rank", "family", "tied_with"]].values.tolist() == [
+        ["0.90", 1, "B", "≈ A"], ["0.90", 2, "A", "≈ B"], ["0.90", 3, "C", ""], ["0.99", 1, "C", ""]]
+
+
+def test_report_table_marks_ties_and_lists_them():
+    from workbench.report.sections import best_qps_table
+
+    table = best_qps_table(summary_table(with_intervals(), targets=(0.9, 0.95, 0.99)))
+    rows = {r[0]: r[1:] for r in table.rows}
+    assert rows["B"][0] == "1,200 #1 ≈" and rows["A"][0] == "1,000 #2 ≈" and rows["C"][0] == "450 #3"
+    assert rows["A"][2] == "–" and {1, 2, 3} <= table.numeric   # right-aligned: figures with their marks
+    assert "(at 0.90: A ≈ B)" in table.note and "not distinguishable" in table.note
+    # a results.json of before issue 13 (no rank, no interval) still renders
+    old = best_qps_table({"A": {"0.90": {"point": "a", "qps": 10.0, "recall": 0.9}}})
+    assert old.rows == [["A", "10", "–", "–"]]

@@ -164,7 +164,7 @@ def _small_copy(folder: Path) -> Path:
 
     nb = nbformat.read(NB03, as_version=4)
     at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])) + 1
-    values = {**SMALL, "out_dir": str(folder / "out"), "interactive": True}
+    values = {**SMALL, "out_dir": str(folder / "out")}
     nb.cells.insert(at, nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in values.items())))
     path = folder / "03_small.ipynb"
     nbformat.write(nb, path)

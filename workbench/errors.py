@@ -32,6 +32,10 @@ class IndexSpecError(WorkbenchError, ValueError):
     """An index SPEC, factory string, metric or parameter name/value is invalid."""
 
 
+class TuneError(WorkbenchError, ValueError):
+    """Bad tuner input: an unknown family, a recall target outside (0, 1], a budget that is not a duration."""
+
+
 class QueryError(WorkbenchError, ValueError):
     """Vectors, queries or k that cannot be searched: empty, NaN, zero norm, k larger than the index,
     or an empty or non-text query."""
@@ -51,6 +55,19 @@ class EmptySelectionError(WorkbenchError, ValueError):
 
 class DatabaseError(WorkbenchError, RuntimeError):
     """A database server (PostgreSQL, LanceDB) cannot be started, reached or used; the message says why."""
+
+
+class ClusterError(WorkbenchError, RuntimeError):
+    """A Ray cluster cannot be started, reached or used (the message names the address and why)."""
+
+
+class SweepIncomplete(WorkbenchError, RuntimeError):
+    """Some build configurations of a sweep finally failed (on an executor); the rest were written. The
+    message names the failed configurations; running the sweep again re-measures only them."""
+
+    def __init__(self, message: str, failed: tuple[str, ...] = ()) -> None:
+        super().__init__(message)   # failed has a default so that the exception still pickles
+        self.failed = tuple(failed)
 
 
 # -- hybrid search and IR evaluation -----------------------------------------------------------
@@ -77,6 +94,10 @@ class DenseError(WorkbenchError, ValueError):
 # -- tracking ----------------------------------------------------------------------------------
 class TrackingError(WorkbenchError, ValueError):
     """Bad input to the tracking API (a non-numeric metric, a missing artifact, an unknown run)."""
+
+
+class CorruptCacheEntry(UserWarning):
+    """An embedding cache entry failed its checksum or was truncated; it is recomputed."""
 
 
 class TrackingUnavailableWarning(UserWarning):

@@ -9,10 +9,12 @@ each notebook is a child run holding its wall time, ``results.json`` and figures
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
 from pathlib import Path
+from queue import Empty
 from typing import Any, Callable, Sequence
 
 from workbench.config import output_dir, project_root
@@ -60,11 +62,65 @@ def ci_parameters(path: Path) -> dict[str, Any]:
     return dict(_read(path).get("metadata", {}).get("workbench", {}).get("ci_parameters", {}))
 
 
-def _declares(path: Path, name: str) -> bool:
-    """Whether the notebook's ``parameters`` cell assigns ``name``."""
-    cells = [c for c in _read(path)["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
-    source = "".join("".join(c["source"]) for c in cells)
-    return any(line.split("=")[0].strip() == name for line in source.splitlines() if "=" in line)
+SHELL_POLL_S = 0.2  # longest a finished cell can go unnoticed (see _sliced_get_msg)
+
+
+def _sliced_get_msg(get_msg: Callable[..., Any]) -> Callable[..., Any]:
+    """``get_msg(timeout)`` of a shell channel, waiting in slices of ``SHELL_POLL_S`` up to ``timeout``.
+
+    Why: nbclient mimics the Output widget of a frontend (``nbclient.output_widget.OutputWidget``) and sends
+    the captured outputs back to the kernel as comm messages on the *shell* socket, from its IOPub task,
+    while the cell task awaits the execute reply by polling that same socket. A ZeroMQ socket's poll
+    descriptor is edge-triggered (zmq_getsockopt, ZMQ_FD): the send can consume the edge of the arriving
+    reply, and the poll then sleeps until its timeout -- for ever without one (jupyter/nbclient#312). The
+    reply itself is queued, so a fresh poll finds it at once: polling in short slices bounds the stall."""
+
+    async def sliced(timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = SHELL_POLL_S if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await get_msg(timeout=min(SHELL_POLL_S, left))
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    return sliced
+
+
+@functools.cache
+def _engine() -> str:
+    """Register (once) and name the papermill engine whose kernel client polls the shell in slices."""
+    from nbclient.util import run_sync
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.log import logger
+    from papermill.utils import merge_kwargs, remove_args
+
+    class Client(PapermillNotebookClient):
+        async def async_start_new_kernel_client(self) -> Any:
+            kc = await super().async_start_new_kernel_client()
+            kc.shell_channel.get_msg = _sliced_get_msg(kc.shell_channel.get_msg)
+            return kc
+
+        # nbclient binds the sync wrapper to the base coroutine: bind it to this one
+        start_new_kernel_client = run_sync(async_start_new_kernel_client)
+
+    class Engine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man: Any, kernel_name: str, log_output: bool = False,
+                                     stdout_file: Any = None, stderr_file: Any = None, start_timeout: int = 60,
+                                     execution_timeout: int | None = None, **kwargs: Any) -> Any:
+            # papermill's NBClientEngine with this module's client
+            kwargs = remove_args(["input_path"], **kwargs)
+            final = merge_kwargs(remove_args(["timeout", "startup_timeout"], **kwargs),
+                                 timeout=execution_timeout or kwargs.get("timeout"), startup_timeout=start_timeout,
+                                 kernel_name=kernel_name, log=logger, log_output=log_output, stdout_file=stdout_file,
+                                 stderr_file=stderr_file)
+            return Client(nb_man, **final).execute()
+
+    papermill_engines.register("workbench", Engine)
+    return "workbench"
 
 
 def has_parameters_cell(path: Path) -> bool:
@@ -84,15 +140,11 @@ def run_notebook(path: str | Path, out_root: str | Path, ci: bool = False,
     out_root = Path(out_root).resolve()
     nb_out = out_root / path.stem
     nb_out.mkdir(parents=True, exist_ok=True)
-    # Headless, a notebook that declares `interactive` draws its panels once, statically, through the same
-    # callback: an ipywidgets Output capture can leave nbclient waiting for ever on an idle kernel (seen in
-    # CI on notebook 07's panel; jupyter/nbclient#312). The widgets themselves are tested in JupyterLab.
-    headless = {"interactive": False} if _declares(path, "interactive") else {}
-    params = {**headless, **(ci_parameters(path) if ci else {}), **(parameters or {}), "out_dir": str(nb_out)}
+    params = {**(ci_parameters(path) if ci else {}), **(parameters or {}), "out_dir": str(nb_out)}
     try:
         pm.execute_notebook(str(path), str(out_root / path.name), parameters=params, cwd=str(path.parent),
                             kernel_name="python3", progress_bar=False, execution_timeout=timeout,
-                            log_output=False)
+                            log_output=False, engine_name=_engine())
     except pm.PapermillExecutionError as exc:
         first = next((line for line in (exc.source or "").splitlines() if line.strip()), "")
         # cell_index counts the injected parameters cell; the executed copy shows the same numbering

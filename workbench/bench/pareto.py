@@ -40,23 +40,60 @@ def best_at_recall(df: pd.DataFrame, targets: Sequence[float] = RECALL_TARGETS, 
                    by: str = "family", recall: str = "recall") -> pd.DataFrame:
     """For each group and target: the point with the highest ``y`` among those with recall >= target.
 
-    Columns: ``by``, ``target``, ``point`` (missing when no point reaches the target), ``recall``, ``y``."""
+    Columns: ``by``, ``target``, ``point`` (missing when no point reaches the target), ``recall``, ``y``, and
+    ``y_lo``/``y_hi`` (the point's interval) when ``df`` has them."""
+    extra = [c for c in (f"{y}_lo", f"{y}_hi") if c in df.columns]
     rows = []
     for name, g in df.groupby(by, sort=True):
         for t in targets:
             ok = g[g[recall] >= t]
             if ok.empty:
-                rows.append({by: name, "target": t, "point": None, recall: np.nan, y: np.nan})
+                rows.append({by: name, "target": t, "point": None, recall: np.nan, y: np.nan,
+                             **{c: np.nan for c in extra}})
             else:
                 best = ok.loc[ok[y].idxmax()]
-                rows.append({by: name, "target": t, "point": best["point"], recall: best[recall], y: best[y]})
+                rows.append({by: name, "target": t, "point": best["point"], recall: best[recall], y: best[y],
+                             **{c: best[c] for c in extra}})
     return pd.DataFrame(rows)
 
 
+def overlaps(a: dict, b: dict) -> bool:
+    """Whether two cells' QPS intervals ``[qps_lo, qps_hi]`` overlap: the two are then not distinguishable
+    at this noise level. A cell without an interval (an old results file) has the empty one at its QPS."""
+    lo_a, hi_a = a.get("qps_lo", a["qps"]), a.get("qps_hi", a["qps"])
+    lo_b, hi_b = b.get("qps_lo", b["qps"]), b.get("qps_hi", b["qps"])
+    return lo_a <= hi_b and lo_b <= hi_a
+
+
+def rank_cells(cells: dict[str, dict | None]) -> None:
+    """Add ``rank`` (1 = highest median QPS) and ``tied_with`` (the families whose interval overlaps this
+    one's, in rank order) to every reached cell of one recall target, in place."""
+    ranked = sorted((f for f, c in cells.items() if c is not None), key=lambda f: -cells[f]["qps"])
+    for i, fam in enumerate(ranked):
+        cells[fam]["rank"] = i + 1
+        cells[fam]["tied_with"] = [o for o in ranked if o != fam and overlaps(cells[fam], cells[o])]
+
+
 def summary_table(df: pd.DataFrame, targets: Sequence[float] = RECALL_TARGETS) -> dict:
-    """The best-QPS-at-recall table as JSON-ready ``{family: {"0.90": {point, recall, qps}|None}}``."""
+    """The best-QPS-at-recall table as JSON-ready ``{family: {"0.90": cell | None}}``; a cell holds
+    ``point, recall, qps`` (+ ``qps_lo, qps_hi`` when measured), ``rank`` among the families at that target
+    and ``tied_with``: the families whose QPS interval overlaps (:func:`overlaps`)."""
     table: dict[str, dict] = {}
     for r in best_at_recall(df, targets).to_dict("records"):
-        cell = None if pd.isna(r["point"]) else {"point": r["point"], "recall": r["recall"], "qps": r["qps"]}
+        cell = None if pd.isna(r["point"]) else {
+            "point": r["point"], "recall": float(r["recall"]), "qps": float(r["qps"]),
+            **{c: float(r[c]) for c in ("qps_lo", "qps_hi") if c in r}}
         table.setdefault(r["family"], {})[f"{r['target']:.2f}"] = cell
+    for t in targets:
+        rank_cells({fam: cells[f"{t:.2f}"] for fam, cells in table.items()})
     return table
+
+
+def ranked_frame(table: dict) -> pd.DataFrame:
+    """A :func:`summary_table` as one row per (target, family reaching it), ranked: ``target, rank, family,
+    point, recall, qps, qps_lo, qps_hi, tied_with`` (``"≈ B, C"`` where intervals overlap)."""
+    rows = [{"target": t, "rank": c["rank"], "family": fam, "point": c["point"], "recall": c["recall"],
+             "qps": c["qps"], "qps_lo": c.get("qps_lo"), "qps_hi": c.get("qps_hi"),
+             "tied_with": ("≈ " + ", ".join(c["tied_with"])) if c["tied_with"] else ""}
+            for fam, cells in table.items() for t, c in cells.items() if c is not None]
+    return pd.DataFrame(rows).sort_values(["target", "rank"]).reset_index(drop=True) if rows else pd.DataFrame()

@@ -72,12 +72,18 @@ def draw_recall_qps(df: pd.DataFrame, y: str = "qps", title: str | None = None,
     df = df.assign(_x=plot_recall(df))
     families = sorted(df["family"].unique())
     colors = _colors(families)
+    has_interval = {f"{y}_lo", f"{y}_hi"} <= set(df.columns)
+    if has_interval:
+        df = df.assign(_shift=_bar_shifts(df))
     for fam in families:
         g = df[df["family"] == fam]
         ax.scatter(g["_x"], g[y], color=colors[fam], alpha=0.3, s=18)
         f = frontier(g, x="recall", y=y)
         f = f.assign(_x=plot_recall(f)).sort_values("_x")
         ax.plot(f["_x"], f[y], "o-", color=colors[fam], label=fam, lw=1.8, ms=5)
+        if has_interval:    # frontier points firmly, dominated ones faintly
+            for part, alpha, cap in ((g.drop(f.index), 0.2, 0), (f, 0.9, 2)):
+                _interval(ax, part, y, colors[fam], alpha, cap)
     if highlight is not None:
         hx = plot_recall(pd.DataFrame([highlight]))[0]
         ax.scatter([hx], [highlight[y]], s=220, facecolors="none", edgecolors="black", lw=2, zorder=5,
@@ -85,12 +91,43 @@ def draw_recall_qps(df: pd.DataFrame, y: str = "qps", title: str | None = None,
     _recall_axis(ax)
     ax.set_yscale("log")
     ax.set_ylabel("queries per second (log scale)" if y == "qps" else f"{y} (log scale)")
+    if has_interval:
+        ax.annotate("median of the passes; bars: its order-statistic interval", xy=(0.02, 0.08),
+                    xycoords="axes fraction", ha="left", va="bottom", fontsize=8, color="0.35")
     ax.annotate("up and to the right is better", xy=(0.02, 0.03), xycoords="axes fraction", ha="left",
                 va="bottom", fontsize=9, style="italic", color="0.35")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="family (Pareto frontier)",
               title_fontsize=8, frameon=False)
     ax.set_title(title or sweep_title(df, "Recall vs QPS"), fontsize=10)
     return fig, ax
+
+
+BAR_STEP_PT = 2.5  # sideways distance between the interval bars of families at the same recall, in points
+
+
+def _bar_shifts(df: pd.DataFrame) -> np.ndarray:
+    """Per point, a sideways offset in points for its interval bar: families whose points share a recall
+    (the exhaustive indexes all sit at 1.0) get their bars ``BAR_STEP_PT`` apart, centred on the point."""
+    key = np.round(df["_x"].to_numpy(float), 3)
+    shifts = np.zeros(len(df))
+    for value in np.unique(key):
+        at = np.flatnonzero(key == value)
+        fams = sorted(set(df["family"].iloc[at]))
+        for i in at:
+            shifts[i] = (fams.index(df["family"].iloc[i]) - (len(fams) - 1) / 2) * BAR_STEP_PT
+    return shifts
+
+
+def _interval(ax: "Axes", g: pd.DataFrame, y: str, color: tuple, alpha: float, capsize: float) -> None:
+    """Thin vertical bars from ``y_lo`` to ``y_hi`` at each point, moved sideways by ``_shift`` points."""
+    from matplotlib.transforms import ScaledTranslation
+
+    for shift_pt, part in g.groupby("_shift"):
+        v = part[y].to_numpy(float)
+        err = np.vstack([v - part[f"{y}_lo"].to_numpy(float), part[f"{y}_hi"].to_numpy(float) - v]).clip(min=0)
+        shift = ax.transData + ScaledTranslation(shift_pt / 72, 0, ax.figure.dpi_scale_trans)
+        ax.errorbar(part["_x"], v, yerr=err, fmt="none", ecolor=color, elinewidth=0.9, capsize=capsize,
+                    alpha=alpha, transform=shift)
 
 
 def plot_build_size(df: pd.DataFrame, path: str | Path, title: str | None = None) -> Path:

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from workbench.errors import TrackingUnavailableWarning, WorkbenchError
 from workbench.tracking.store import Store, unreachable_reason
 
-COMMAND_MODULES = ("data", "embed", "ann", "filtered", "hybrid", "tracking", "features", "report", "pg", "db")
+COMMAND_MODULES = ("data", "embed", "ann", "filtered", "hybrid", "tracking", "features", "report", "pg", "db", "tune")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,6 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--backend", default="torch", choices=BACKENDS,
                    help="model runtime: PyTorch or an ONNX Runtime export (made once into the cache)")
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="embed the new texts on Ray with a pool of embedder actors: auto (RAY_ADDRESS or a running "
+                        "`ray start`), local (a one-node Ray in this process), HOST:PORT or ray://HOST:PORT; "
+                        "this process alone writes the cache")
+    p.add_argument("--actors", type=positive_int, default=None,
+                   help="with --ray: embedder actors of one CPU each (default: one per CPU of the cluster)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_embed)
 
@@ -60,6 +66,8 @@ def _embed(args: argparse.Namespace) -> int:
     from workbench.data import load_dataset
     from workbench.embed import Embedder
 
+    if args.ray is not None:
+        return _embed_on_ray(args)
     start = time.perf_counter()
     ds = load_dataset(args.dataset)
     emb = Embedder(batch_size=args.batch_size, show_progress=not args.json, backend=args.backend)
@@ -72,6 +80,17 @@ def _embed(args: argparse.Namespace) -> int:
                               f"encoded {stats['encoded']}, cache hits {stats['cache_hits']}, "
                               f"{stats['seconds']:.2f} s"]
          + ([f"cache: {emb.cache.root}"] if emb.cache is not None else []))
+    return 0
+
+
+def _embed_on_ray(args: argparse.Namespace) -> int:
+    from workbench.runners.embed_ray import embed_on_ray
+
+    r = embed_on_ray(args.dataset, args.ray, limit=args.limit, batch_size=args.batch_size, backend=args.backend,
+                     actors=args.actors, progress=not args.json)
+    emit(r, args.json, [f"{r['dataset']}: {r['n_texts']} texts, dim {r['dim']}, encoded {r['encoded']} on "
+                        f"{r['actors']} actor(s), cache hits {r['cache_hits']}, {r['seconds']:.2f} s",
+                        r["ray"]] + [f"  node {node[:12]}: {n} texts" for node, n in r["texts_by_node"].items()])
     return 0
 
 

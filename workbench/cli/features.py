@@ -4,6 +4,8 @@
     workbench features sweep [--entities 200000] [--features 1000000] [--updates 10,100,1000,10000]
     workbench features ooc   [--rows 50000000] [--entities 1000000] [--memory-limit 1GB]
     workbench features serve-bench [--entities 20000] [--requests 400] [--clients 1,4,16]
+    workbench features engines-bench [--entities 200000] [--features 1000000] [--engines duckdb,merge_asof,spark]
+                                     [--spark-master local[2]]
 
 Each prints a table (or ``--json``), writes ``DIR/<command>.json`` (``--out DIR``, default
 ``<output dir>/features``) and logs it to the ``feature-store`` experiment unless ``--no-track``.
@@ -15,9 +17,20 @@ import argparse
 
 from workbench.cli.args import checked_out, memory_size, out_dir, positive_int, positive_int_list
 
+ENGINES = ("duckdb", "merge_asof", "spark")
+
+
+def engine_list(text: str) -> list[str]:
+    """Comma-separated engine names, each known."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in ENGINES]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"unknown engine(s) {bad or text!r}; known: {', '.join(ENGINES)}")
+    return names
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``features bench``, ``features sweep`` and ``features ooc``."""
+    """Add ``features bench``, ``sweep``, ``ooc``, ``engines-bench`` and ``serve-bench``."""
     group = sub.add_parser("features", help="feature store benchmarks (point-in-time joins)")
     cmds = group.add_subparsers(dest="features_command", required=True)
 
@@ -52,6 +65,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--workdir", type=out_dir, help="keep the store and spill folder here (default: a temp dir)")
     common(o)
     o.set_defaults(func=run_ooc)
+
+    e = cmds.add_parser("engines-bench", help="the same join on DuckDB, merge_asof and Spark: time, rows/s, "
+                        "equal answers, Spark's plan")
+    e.add_argument("--entities", type=positive_int, default=200_000)
+    e.add_argument("--features", type=positive_int, default=1_000_000, help="feature rows (one view)")
+    e.add_argument("--updates-per-key", type=positive_int, default=100)
+    e.add_argument("--engines", type=engine_list, default="duckdb,merge_asof,spark",
+                   help=f"comma-separated, of {','.join(ENGINES)}")
+    e.add_argument("--spark-master", default=None, metavar="URL",
+                   help="Spark master (default $WORKBENCH_SPARK_MASTER or local[2])")
+    common(e)
+    e.set_defaults(func=run_engines)
 
     v = cmds.add_parser("serve-bench", help="online reads DuckDB vs Redis, materialisation rows/s, cache hits")
     v.add_argument("--entities", type=positive_int, default=20_000, help="entity keys in the view")
@@ -120,6 +145,30 @@ def run_ooc(args: argparse.Namespace) -> int:
              f"peak spill {res['peak_spill_bytes'] / 2**20:,.0f} MiB, peak RSS {res['peak_rss_mb']:,.0f} MiB, "
              f"matched {res['matched_fraction']:.3f}"]
     return _emit(args, res, lines)
+
+
+def run_engines(args: argparse.Namespace) -> int:
+    res = _run(args, "engines-bench", n_entities=args.entities, n_features=args.features,
+               updates_per_key=args.updates_per_key, engines=tuple(args.engines), spark_master=args.spark_master)
+    load = ", ".join(f"{x:.2f}" for x in res["load_average"])
+    lines = [f"point-in-time join on {len(res['results'])} engines: {res['n_entities']:,} entity rows x "
+             f"{res['n_features']:,} feature rows (1 view, ~{res['updates_per_key']} updates/key); "
+             f"{res['cpu_count']} cores, load average {load}"]
+    for r in res["results"]:
+        if "error" in r:
+            lines.append(f"  {r['method']:<11} error: {r['error']}")
+            continue
+        same = ""
+        if "identical" in r:
+            same = f"  identical to DuckDB: {r['identical']}"
+            same += "" if r["identical"] else f" ({r['differing_rows']} rows differ)"
+        cold = ""
+        if "cold_seconds" in r:
+            cold = f" (cold {r['cold_seconds']:.2f} s, session start {r['session_seconds']:.1f} s)"
+        lines.append(f"  {r['method']:<11} {r['seconds']:8.3f} s  {r['rows_per_s']:>12,.0f} entity rows/s{cold}{same}")
+    if res.get("spark_plan"):
+        lines += ["Spark physical plan:", res["spark_plan"].rstrip()]
+    return _emit(args, res, lines + [f"figure: {res['figure']}"])
 
 
 def run_serve(args: argparse.Namespace) -> int:

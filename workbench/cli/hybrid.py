@@ -41,8 +41,10 @@ def _hybrid(args: argparse.Namespace) -> int:
     result = hybrid.run_hybrid(args.dataset, args.out, folds=args.folds, depth=args.depth, seed=args.seed,
                                sink=sink, backend=args.backend)
     p = result.payload
+    backend = p["dense"]["variant"] or p["dense"]["backend"]
     lines = [f"{p['dataset']}: {p['n_queries']} judged queries, {p['n_docs']} documents, "
-             f"{p['folds']}-fold CV for tuned methods", result.table().to_string(float_format=lambda v: f"{v:.4f}"),
+             f"{p['folds']}-fold CV for tuned methods, embeddings by {backend}",
+             result.table().to_string(float_format=lambda v: f"{v:.4f}"),
              f"best single: {p['best_single']} ({p['methods'][p['best_single']]['ndcg@10']:.4f}), "
              f"best fused: {p['best_fused']} ({p['methods'][p['best_fused']]['ndcg@10']:.4f})",
              f"written to {args.out}"]
@@ -55,7 +57,8 @@ def _hybrid(args: argparse.Namespace) -> int:
     elif not args.no_track:
         lines.append("parent run: not logged yet (the store was unavailable; it waits in the outbox: workbench runs sync)")
     emit({**{k: p[k] for k in ("dataset", "n_queries", "methods", "best_single", "best_fused", "bundle")},
-          "parent_run_id": run_id}, args.json, lines)
+          "backend": p["dense"]["backend"], "embedding_variant": p["dense"]["variant"], "parent_run_id": run_id},
+         args.json, lines)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""`workbench runs [sync]`, `workbench best`, `workbench compare`, `workbench register`, `workbench tracking-bench`."""
+"""`workbench runs [sync]`, `workbench best`, `workbench compare`, `workbench register`, `workbench tracking-bench`,
+`workbench tracking serve`."""
 
 from __future__ import annotations
 
@@ -50,6 +51,25 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(default: <output dir>)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("tracking", help="`tracking serve`: a shared MLflow tracking server on PostgreSQL")
+    t = p.add_subparsers(dest="tracking_command", required=True)
+    s = t.add_parser("serve", help="run `mlflow server` on 127.0.0.1 with a PostgreSQL backend until Ctrl-C",
+                     description="Starts `mlflow server` on 127.0.0.1 with its runs in a PostgreSQL database of its "
+                                 "own (default: database `mlflow` on the project's PostgreSQL, or on "
+                                 "WORKBENCH_PG_URI's server; created if missing) and its artifacts in a local "
+                                 "folder it serves over HTTP; prints the MLFLOW_TRACKING_URI to export and runs "
+                                 "until Ctrl-C or SIGTERM, then stops the server (and the project's PostgreSQL, "
+                                 "when no other workbench process uses it).")
+    s.add_argument("--port", type=positive_int, default=5000, help="port on 127.0.0.1 (default 5000)")
+    s.add_argument("--backend-uri", metavar="URI", help="another PostgreSQL instead: postgresql://USER:PASS@HOST:"
+                   "PORT/DB or postgresql+psycopg://...; its database DB (--database when it names none or "
+                   "postgres) is created if missing")
+    s.add_argument("--artifacts", metavar="DIR", help="artifact folder (default: .mlflow/server-artifacts in the "
+                   "workspace)")
+    s.add_argument("--database", default="mlflow", help="database name on the project's PostgreSQL (default mlflow)")
+    s.add_argument("--workers", type=positive_int, default=1, help="uvicorn worker processes (default 1)")
+    s.set_defaults(func=_serve)
 
 
 def _runs(args: argparse.Namespace) -> int:
@@ -141,6 +161,43 @@ def _bench(args: argparse.Namespace) -> int:
              f"  written to {result['written']}"]
     emit(result, args.json, lines)
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from workbench.errors import TrackingError
+    from workbench.services.mlflow_server import TrackingServer
+    from workbench.services.postgres import redact
+    from workbench.tracking.store import store_dir
+
+    artifacts = Path(args.artifacts) if args.artifacts else store_dir() / "server-artifacts"
+    server = TrackingServer(artifacts, port=args.port, backend_uri=args.backend_uri, database=args.database,
+                            workers=args.workers)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)   # SIGTERM stops it as Ctrl-C does
+    try:
+        server.start()
+        pg = server.postgres
+        where = "--backend-uri" if pg is None else f"PostgreSQL {pg.server_version}, " + (
+            f"the project's, data {pg.data_dir}" if pg.data_dir else pg.source)
+        for line in (f"MLflow {server.version} tracking server on {server.uri} (PID {server.pid}, ready in "
+                     f"{server.start_seconds:.1f} s)",
+                     f"  backend:   {redact(server.backend or '')} ({where})",
+                     f"  artifacts: {server.artifacts} (clients upload over HTTP)",
+                     f"  log:       {server.log}",
+                     f"export MLFLOW_TRACKING_URI={server.uri}",
+                     "Ctrl-C stops it"):
+            print(line, flush=True)
+        rc = server.wait()
+        raise TrackingError(f"mlflow server on port {args.port} exited with code {rc}: {server.last_error()} "
+                            f"(log: {server.log})")
+    except KeyboardInterrupt:
+        server.stop()
+        print(f"stopped the tracking server on {server.uri}", flush=True)
+        return 0
+    finally:
+        server.stop()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run_record(row: Any) -> dict[str, Any]:

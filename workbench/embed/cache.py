@@ -16,21 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
+from workbench.errors import CorruptCacheEntry
 from workbench.io import atomic_write_bytes
 
 MAGIC = b"WBE1"
 _HEADER = struct.Struct("<4sI32s")
 
 
-class CorruptCacheEntry(UserWarning):
-    """A cache entry failed its checksum or was truncated; it is recomputed."""
-
-
 class EmbeddingCache:
     """Embeddings of one (model, normalisation) namespace under ``root``."""
 
     def __init__(self, root: Path, model_id: str, normalize: bool, variant: str | None = None) -> None:
-        """``variant`` names a non-PyTorch backend and its optimisation level (e.g. ``onnx-int8-O3``)."""
+        """``variant`` names a non-PyTorch backend with its settings (``onnx-int8-matmul-u8sym-perchannel-O3``)."""
         name = f"{model_id}|normalize={normalize}" + (f"|backend={variant}" if variant else "")
         self.namespace = hashlib.sha256(name.encode()).hexdigest()[:16]
         self.root = Path(root) / "embeddings" / self.namespace

@@ -10,7 +10,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from workbench.config import cache_dir as default_cache_dir
-from workbench.embed.backends import DEFAULT_OPT_LEVEL, OnnxEncoder, check_backend, ensure_export
+from workbench.embed.backends import (
+    DEFAULT_OPT_LEVEL,
+    INT8,
+    Int8Settings,
+    OnnxEncoder,
+    check_backend,
+    ensure_export,
+    variant,
+)
 from workbench.embed.cache import EmbeddingCache
 from workbench.embed.model import load_model, model_identity, model_path
 from workbench.vectors.kernel import check_dim
@@ -30,14 +38,16 @@ class Embedder:
     interrupted run keeps what it encoded.
 
     ``backend`` runs the model in PyTorch (``"torch"``) or ONNX Runtime (``"onnx"``, ``"onnx-int8"``: an export
-    made once into the cache, see :mod:`workbench.embed.backends`); each backend has its own cache namespace.
+    made once into the cache, see :mod:`workbench.embed.backends`; ``int8`` its quantization settings); each
+    backend variant (backend, quantization settings, optimisation level) has its own cache namespace.
     """
 
     def __init__(self, normalize: bool = True, batch_size: int = 64, cache_dir: str | Path | None = None,
                  show_progress: bool = True, chunk_size: int = 2048, use_cache: bool = True,
-                 backend: str = "torch", opt_level: int = DEFAULT_OPT_LEVEL) -> None:
+                 backend: str = "torch", opt_level: int = DEFAULT_OPT_LEVEL, int8: Int8Settings = INT8) -> None:
         self.backend = check_backend(backend)
         self.opt_level = opt_level
+        self.int8 = int8
         self.normalize = normalize
         self.batch_size = batch_size
         self.chunk_size = chunk_size
@@ -45,8 +55,9 @@ class Embedder:
         self._path = model_path()
         self._root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.identity = model_identity(self._path, self._root)
-        variant = None if backend == "torch" else f"{backend}-O{opt_level}"
-        self.cache = EmbeddingCache(self._root, self.identity.model_id, normalize, variant) if use_cache else None
+        #: what the vectors depend on besides the weights (None: PyTorch, the keys written before backends)
+        self.variant = None if backend == "torch" else variant(backend, opt_level, int8)
+        self.cache = EmbeddingCache(self._root, self.identity.model_id, normalize, self.variant) if use_cache else None
         self.last_stats: dict[str, float | int] = {}
         self._onnx: OnnxEncoder | None = None
         #: whether this embedder made its backend's export (False: reused one from the cache), once loaded
@@ -64,7 +75,7 @@ class Embedder:
         """The ONNX Runtime encoder of this backend, exporting the model first when the cache has no export."""
         if self._onnx is None:
             folder, self.export_made = ensure_export(self._path, self._root, self.identity, self.backend,
-                                                     self.opt_level)
+                                                     self.opt_level, self.int8)
             self._onnx = OnnxEncoder(self._path, folder)
         return self._onnx
 

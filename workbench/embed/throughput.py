@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -35,15 +36,16 @@ def compare_throughput(texts: Sequence[str], repeats: int = 3, batch_size: int =
             "bare_seconds": bare, "wrapper_seconds": wrapped}
 
 
-def compare_backends(texts: Sequence[str], backends: Sequence[str], repeats: int = 3, batch_size: int = 64) -> dict:
+def compare_backends(texts: Sequence[str], backends: Sequence[str], repeats: int = 3, batch_size: int = 64,
+                     cache_dir: str | Path | None = None) -> dict:
     """Best-of-``repeats`` texts/s of each backend (cache off) against a bare PyTorch ``encode`` on the same
     texts, passes interleaved; and each backend's min/mean cosine to the PyTorch vectors (all normalised).
 
-    Exports are made (or reused) before timing, so no pass includes one."""
+    Exports are made (or reused, from ``cache_dir``) before timing, so no pass includes one."""
     texts = list(texts)
     model = load_model()
-    embedders = {b: Embedder(batch_size=batch_size, use_cache=False, show_progress=False, backend=b)
-                 for b in backends}
+    embedders = {b: Embedder(batch_size=batch_size, use_cache=False, show_progress=False, backend=b,
+                             cache_dir=cache_dir) for b in backends}
     model.encode(texts[:batch_size], batch_size=batch_size)  # warm-up: first call allocates
     made = {}
     for b, e in embedders.items():
@@ -65,7 +67,8 @@ def compare_backends(texts: Sequence[str], backends: Sequence[str], repeats: int
     for b in backends:
         cos = np.einsum("nd,nd->n", vectors[b], vectors["torch-bare"])
         rate = len(texts) / min(seconds[b])
-        rows.append({"backend": b, "texts_per_s": rate, "speedup": rate / bare, "min_cosine": float(cos.min()),
-                     "mean_cosine": float(cos.mean()), "export_made": made[b], "seconds": seconds[b]})
+        rows.append({"backend": b, "variant": embedders[b].variant, "texts_per_s": rate, "speedup": rate / bare,
+                     "min_cosine": float(cos.min()), "mean_cosine": float(cos.mean()), "export_made": made[b],
+                     "seconds": seconds[b]})
     return {"n_texts": len(texts), "repeats": repeats, "batch_size": batch_size, "bare_texts_per_s": bare,
             "bare_seconds": seconds["torch-bare"], "backends": rows}

@@ -12,6 +12,7 @@ at exactly T count. Entity rows carry NULL values and do not disturb the aggrega
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Mapping, Sequence
 
@@ -22,6 +23,7 @@ from workbench.features.offline import ROW, OfflineStore
 from workbench.features.pit import (
     ENTITY_ROW,
     ENTITY_TS,
+    Request,
     check_key_types,
     entity_frame,
     plan,
@@ -40,11 +42,26 @@ def window_label(w: timedelta) -> str:
     return f"{w // timedelta(microseconds=1)}us"
 
 
-def window_features(store: OfflineStore, entity_df: pd.DataFrame, ref: str,
-                    windows: Sequence[timedelta] | Mapping[str, timedelta],
-                    aggregates: Sequence[str] = ("count", "sum", "mean", "min", "max")) -> pd.DataFrame:
-    """``entity_df`` plus columns ``<feature>_<agg>_<label>`` (e.g. ``trips_sum_1h``), rows in input order."""
-    name, feature = parse_ref(ref)
+@dataclass(frozen=True)
+class WindowRequest:
+    """One checked window request: the view, the feature, the windows by label and the output columns."""
+
+    req: Request
+    feature: str
+    windows: dict[str, timedelta]
+    aggregates: tuple[str, ...]
+    outputs: tuple[str, ...]   # ``<feature>_<agg>_<label>``, windows outer, aggregates inner
+
+    @property
+    def output_aggregates(self) -> tuple[str, ...]:
+        return tuple(a for _ in self.windows for a in self.aggregates)
+
+
+def window_request(store: OfflineStore, entity_df: pd.DataFrame, ref: str,
+                   windows: Sequence[timedelta] | Mapping[str, timedelta],
+                   aggregates: Sequence[str]) -> WindowRequest:
+    """Check a window request (windows positive, aggregates known, no column clash); shared by both engines."""
+    _, feature = parse_ref(ref)
     wins = dict(windows) if isinstance(windows, Mapping) else {window_label(w): w for w in windows}
     if not wins:
         raise FeatureStoreError("window_features: no windows given")
@@ -55,10 +72,19 @@ def window_features(store: OfflineStore, entity_df: pd.DataFrame, ref: str,
         if a not in AGGREGATES:
             raise FeatureStoreError(f"unknown aggregate {a!r} (known: {list(AGGREGATES)})")
     req = plan(store, entity_df, [ref], False)[0]
-    outputs = [f"{feature}_{a}_{label}" for label in wins for a in aggregates]
+    outputs = tuple(f"{feature}_{a}_{label}" for label in wins for a in aggregates)
     clash = [o for o in outputs if o in entity_df.columns]
     if clash:
         raise FeatureStoreError(f"window feature column(s) {clash} clash with entity_df columns")
+    return WindowRequest(req, feature, wins, tuple(aggregates), outputs)
+
+
+def window_features(store: OfflineStore, entity_df: pd.DataFrame, ref: str,
+                    windows: Sequence[timedelta] | Mapping[str, timedelta],
+                    aggregates: Sequence[str] = ("count", "sum", "mean", "min", "max")) -> pd.DataFrame:
+    """``entity_df`` plus columns ``<feature>_<agg>_<label>`` (e.g. ``trips_sum_1h``), rows in input order."""
+    wr = window_request(store, entity_df, ref, windows, aggregates)
+    req, feature, wins, outputs = wr.req, wr.feature, wr.windows, wr.outputs
     v = req.view
     keys = [quote(k) for k in v.entities]
     not_null = " AND ".join(f"{k} IS NOT NULL" for k in keys)
@@ -74,7 +100,7 @@ def window_features(store: OfflineStore, entity_df: pd.DataFrame, ref: str,
     aggs = ", ".join(f"{AGGREGATES[a]}(_wb_v) OVER _wb_w{i} AS {quote(f'{feature}_{a}_{label}')}"
                      for i, label in enumerate(wins) for a in aggregates)
     sel = ", ".join(f"coalesce(w.{quote(o)}, 0) AS {quote(o)}" if a == "count" else f"w.{quote(o)}"
-                    for o, a in zip(outputs, [a for _ in wins for a in aggregates]))
+                    for o, a in zip(outputs, wr.output_aggregates))
     frame = entity_frame(entity_df, list(v.entities))
     ent = f"_wb_win_{id(frame)}"
     store.con.register(ent, frame)

@@ -16,6 +16,15 @@ def qps(v: Any) -> str:
     return MISSING if _bad(v) else f"{v:,.0f}"
 
 
+TIED = "≈"  # the best-QPS table's mark: the QPS interval overlaps another family's at that recall target
+
+
+def ranked_qps(cell: dict[str, Any]) -> str:
+    """A best-QPS cell: ``'21,034 #1'``, ``'20,118 #2 ≈'`` when its interval overlaps another family's."""
+    rank = f" #{cell['rank']}" if "rank" in cell else ""
+    return f"{qps(cell.get('qps'))}{rank}{' ' + TIED if cell.get('tied_with') else ''}"
+
+
 def recall(v: Any) -> str:
     return MISSING if _bad(v) else f"{v:.3f}"
 

@@ -39,7 +39,8 @@ def _figures(nb: NotebookRun, names: Sequence[str] | None = None) -> list[tuple[
 
 
 def _looks_numeric(cell: str) -> bool:
-    return cell == f.MISSING or bool(re.match(r"[-+]?\d[\d,.]*(\s?[a-zA-Zµ%×]+)?\*?( \(best single\))?$", cell))
+    return cell == f.MISSING or bool(re.match(r"[-+]?\d[\d,.]*(\s?[a-zA-Zµ%×]+)?\*?( \(best single\))?"
+                                              r"( #\d+)?( ≈)?$", cell))
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]], note: str = "") -> Table:
@@ -84,15 +85,23 @@ def index_types(nb: NotebookRun) -> Section:
 
 
 def best_qps_table(best: Mapping[str, Any], title: str = "Best QPS at a recall target") -> Table:
-    rows = []
+    """Per family, the best median QPS at each target with its rank among the families there; ≈ where its
+    QPS interval overlaps another family's (the note lists those pairs)."""
+    rows, ties = [], {t: set() for t in TARGETS}
     for family, by_target in best.items():
         cells = []
         for t in TARGETS:
             point = (by_target or {}).get(t)
-            cells.append(f.qps(point.get("qps")) if point else f.MISSING)
+            cells.append(f.ranked_qps(point) if point else f.MISSING)
+            for other in (point or {}).get("tied_with", []):
+                ties[t].add(tuple(sorted((family, other))))
         rows.append([family, *cells])
-    return _table(title, ["family", *[f"QPS at recall ≥ {t}" for t in TARGETS]], rows,
-                  note=f"{f.MISSING} = the target was not reached by any measured point.")
+    tied = "; ".join(f"at {t}: " + ", ".join(f"{a} {f.TIED} {b}" for a, b in sorted(pairs))
+                     for t, pairs in ties.items() if pairs)
+    note = (f"Median QPS over the timed passes; #n = rank among the families at that target; {f.TIED} = its QPS "
+            "interval overlaps another family's, so the two are not distinguishable at this noise level"
+            + (f" ({tied})" if tied else "") + f". {f.MISSING} = the target was not reached by any measured point.")
+    return _table(title, ["family", *[f"QPS at recall ≥ {t}" for t in TARGETS]], rows, note=note)
 
 
 def tradeoffs(nb: NotebookRun) -> Section:

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from workbench.bench.data import load_bench_data
-from workbench.bench.harness import RESULTS_FILE, BenchSet, run_sweep
+from workbench.bench.harness import DEFAULT_RUNS, RESULTS_FILE, BenchSet, Executor, run_sweep
 from workbench.bench.overhead import measure_overhead
 from workbench.bench.pareto import summary_table
 from workbench.bench.plots import plot_build_size, plot_recall_qps
@@ -36,7 +36,6 @@ from workbench.tracking.store import Store
 from workbench.vectors.recall import recall_ties
 
 PRESETS = ("default", "reference", "tour")  # tour: one build per family, two or three points (notebook 02)
-OVERHEAD_SPECS = ("hnswlib:M=16,ef_construction=200?ef=32", "faiss:HNSW32,Flat?efSearch=32")
 PARAM_COLUMNS = ("index", "family", "library", "build_params", "query_params", "k", "threads", "batch_threads",
                  "dataset", "metric", "n_base", "n_queries", "dim")
 
@@ -58,7 +57,7 @@ def point_run(row: Mapping[str, Any]) -> ChildRun:
     params = {c: row[c] for c in PARAM_COLUMNS}
     params.update({f"q.{k}": v for k, v in json.loads(row["query_params"]).items()})
     return ChildRun(row["point"], params=params, metrics={m: row[m] for m in METRICS},
-                    tags={"family": row["family"]})
+                    tags={"family": row["family"], "node": row.get("node", "")})
 
 
 def tracking_sink(store: Store, command: str = "workbench ann") -> TrackingSink:
@@ -80,15 +79,17 @@ def resolve_specs(data: BenchSet, specs: Sequence[IndexSpec], preset: str | None
 
 
 def run_ann(data: str | BenchSet, out_dir: str | Path, *, specs: Sequence[str | IndexSpec] = (),
-            preset: str | None = None, k: int = 10, threads: int = 1, runs: int = 3, budget_s: float = 10.0,
-            batch_threads: int | None = None, sink: Sink | None = None, progress: bool = True,
-            keep: float | None = None) -> AnnResult:
+            preset: str | None = None, k: int = 10, threads: int = 1, runs: int = DEFAULT_RUNS,
+            budget_s: float = 10.0, batch_threads: int | None = None, sink: Sink | None = None,
+            progress: bool = True, keep: float | None = None, ray: str | None = None) -> AnnResult:
     """Sweep ``specs`` (and/or a ``preset``) on ``data`` (a DATA string as for ``workbench ann``, or a
     loaded :class:`BenchSet`); write ``out_dir/results.parquet`` (resumable), ``summary.json`` and the
     recall/QPS, batch-QPS and build/size figures; report the sweep, each point and the outputs to ``sink``.
 
     SPEC strings are parsed before any data is loaded, so a typo fails in a second, not after embedding.
-    ``keep`` (a recall target): see :func:`keep_best`; its outcome is ``summary["kept"]``.
+    ``keep`` (a recall target): see :func:`keep_best`; its outcome is ``summary["kept"]``. ``ray`` (``auto``,
+    ``local`` or ``HOST:PORT``): measure each build configuration as a task on that Ray cluster
+    (``workbench.services.ray.connect``); the rows still go to ``out_dir`` from this process only.
     """
     if keep is not None and not 0 < keep <= 1:
         raise IndexSpecError(f"--keep best@{keep}: the recall target must be in (0, 1]")
@@ -104,9 +105,16 @@ def run_ann(data: str | BenchSet, out_dir: str | Path, *, specs: Sequence[str | 
     batch_threads = batch_threads or os.cpu_count() or 1
     params = {"k": k, "threads": threads, "batch_threads": batch_threads, "runs": runs, "budget_s": budget_s,
               "specs": " ".join(s.text for s in sweep)}
+    if ray is not None:
+        params["ray"] = ray
     with sink.sweep(f"sweep {data.name} k={k} threads={threads}", params, data.dataset_info):
-        df = run_sweep(data, sweep, k=k, threads=threads, out_dir=out, runs=runs, batch_threads=batch_threads,
-                       on_point=sink.point, progress=progress, budget_s=budget_s)
+        executor = connect_executor(ray)
+        try:
+            df = run_sweep(data, sweep, k=k, threads=threads, out_dir=out, runs=runs, batch_threads=batch_threads,
+                           on_point=sink.point, progress=progress, budget_s=budget_s, executor=executor)
+        finally:
+            if executor is not None:
+                executor.close()
         df = df[df["dataset_digest"] == data.digest]      # a resumed file may hold other data sets' rows
         figures = {
             "recall_qps": plot_recall_qps(df, out / "recall_qps.png"),
@@ -123,6 +131,15 @@ def run_ann(data: str | BenchSet, out_dir: str | Path, *, specs: Sequence[str | 
         sink.attach("report", [out / RESULTS_FILE, out / "summary.json", *figures.values()],
                     metrics={"n_points": len(df)})
     return AnnResult(data, sweep, df, figures, summary)
+
+
+def connect_executor(ray: str | None) -> Executor | None:
+    """The Ray executor at ``ray`` (imported only when asked for: ray is slow to import), else None."""
+    if ray is None:
+        return None
+    from workbench.services.ray import connect
+
+    return connect(ray)
 
 
 def keep_best(data: BenchSet, specs: Sequence[IndexSpec], df: pd.DataFrame, target: float, k: int, out: Path,
@@ -187,13 +204,20 @@ def reference_comparison(df: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
-def run_overhead(data: str | BenchSet, out_dir: str | Path, specs: Sequence[str | IndexSpec] = OVERHEAD_SPECS,
+def overhead_specs(n: int, dim: int) -> list[IndexSpec]:
+    """Every family of the default sweep at one query point: the middle value of each swept parameter."""
+    return [IndexSpec(s.library, s.build, {name: (vs[len(vs) // 2],) for name, vs in s.sweep.items()})
+            for s in default_specs(n, dim)]
+
+
+def run_overhead(data: str | BenchSet, out_dir: str | Path, specs: Sequence[str | IndexSpec] = (),
                  k: int = 10, threads: int = 1, runs: int = 10, progress: bool = True) -> dict[str, Any]:
     """The harness's single-query QPS against a bare library loop (``workbench.bench.overhead``) for every
-    point of ``specs``; written to ``out_dir/overhead.json``."""
+    point of ``specs`` (default: :func:`overhead_specs`); written to ``out_dir/overhead.json``."""
     parsed = [s if isinstance(s, IndexSpec) else parse_spec(s) for s in specs]
     if isinstance(data, str):
         data = load_bench_data(data, progress=progress)
+    parsed = parsed or overhead_specs(*data.base.shape)
     rows = [r for spec in parsed for r in measure_overhead(data, spec, k=k, threads=threads, runs=runs)]
     target = Path(out_dir) / "overhead.json"
     payload = {"dataset": data.dataset_info, "n_base": len(data.base), "n_queries": len(data.queries),

@@ -14,6 +14,7 @@ import pandas as pd
 
 from workbench.errors import FeatureStoreError
 from workbench.features.bench import join_benchmark, out_of_core, updates_sweep
+from workbench.features.engines_bench import engines_benchmark, plot_engines
 from workbench.features.leakage import (
     build_store,
     leakage_experiment,
@@ -33,11 +34,13 @@ from workbench.tracking.experiments import FEATURE_STORE
 from workbench.tracking.sink import ChildRun, NullSink, Sink, TrackingSink
 from workbench.tracking.store import Store
 
-BENCHES = {"bench": join_benchmark, "sweep": updates_sweep, "ooc": out_of_core}
+BENCHES = {"bench": join_benchmark, "sweep": updates_sweep, "ooc": out_of_core, "engines-bench": engines_benchmark}
+FIGURES = {"engines-bench": ("engines_bench.png", plot_engines)}
 METRIC_FIELDS = ("seconds", "peak_mem_mb", "rss_before_mb", "rows", "ingest_seconds", "join_seconds",
                  "peak_spill_bytes", "peak_rss_mb", "store_file_bytes", "matched_fraction", "auc_offline",
-                 "auc_later")
-PARAM_FIELDS = ("method", "updates_per_key", "agrees_with_duckdb", "memory_limit")
+                 "auc_later", "cold_seconds", "session_seconds", "rows_per_s", "input_rows_per_s_per_core",
+                 "differing_rows")
+PARAM_FIELDS = ("method", "updates_per_key", "agrees_with_duckdb", "memory_limit", "identical", "cores")
 RISK = "account_risk:chargebacks_total"
 
 
@@ -67,7 +70,8 @@ class FeaturesResult:
 def run_features(bench: str, out_dir: str | Path, *, sink: Sink | None = None,
                  progress: Callable[[str], None] = print, **params: Any) -> FeaturesResult:
     """Run benchmark ``bench`` (``bench``, ``sweep`` or ``ooc``: ``workbench.features.bench``'s
-    ``join_benchmark``, ``updates_sweep``, ``out_of_core``) with ``params``; write ``out_dir/<bench>.json``."""
+    ``join_benchmark``, ``updates_sweep``, ``out_of_core``; ``engines-bench``: ``features.engines_bench``) with
+    ``params``; write ``out_dir/<bench>.json`` (and the benchmark's figure, if it has one)."""
     if bench not in BENCHES:
         raise FeatureStoreError(f"unknown feature benchmark {bench!r}; known: {', '.join(BENCHES)}")
     for name, value in params.items():
@@ -82,8 +86,13 @@ def run_features(bench: str, out_dir: str | Path, *, sink: Sink | None = None,
         for row in rows:
             sink.point(row)
         atomic_write_json(out, payload)
-        sink.attach("results", [out], metrics=headline(bench, payload))
-    return FeaturesResult(bench, {**payload, "written": str(out)}, pd.DataFrame(rows), out)
+        written = [out]
+        if bench in FIGURES:
+            name, plot = FIGURES[bench]
+            written.append(plot(payload, Path(out_dir) / name))
+        sink.attach("results", written, metrics=headline(bench, payload))
+    extra = {"figure": str(written[1])} if len(written) > 1 else {}
+    return FeaturesResult(bench, {**payload, "written": str(out), **extra}, pd.DataFrame(rows), out)
 
 
 def headline(bench: str, payload: Mapping[str, Any]) -> dict[str, float]:

@@ -69,19 +69,22 @@ def run_hybrid(dataset: "str | Path | BeirDataset", out_dir: str | Path | None =
                sink: Sink | None = None, backend: str = "torch") -> HybridResults:
     """Evaluate BM25, dense and their fusions on ``dataset`` (a name, a BEIR folder or a loaded dataset).
 
+    ``backend`` (or ``embedder``'s) runs the embedding model (``workbench.embed.backends``); the dense
+    vectors come from that backend's own cache namespace, and ``metrics.json`` names it under ``dense``.
     With ``out_dir`` the result folder is written there (``metrics.json`` last) and attached to the sweep.
     """
     from workbench.embed import Embedder
 
     ds = dataset if hasattr(dataset, "qrels") else load_dataset(str(dataset))
-    embedder = embedder or Embedder(normalize=True, show_progress=False, backend=backend)  # backend: issue 13
+    embedder = embedder or Embedder(normalize=True, show_progress=False, backend=backend)
     sink = sink or NullSink()
     out = None if out_dir is None else Path(out_dir)
     params = {"depth": depth, "folds": folds, "seed": seed, "rrf_k": rrf_k}
-    if embedder.backend != "torch":
-        params["backend"] = embedder.backend
+    if embedder.backend != "torch":                 # torch runs keep the params they had before backends
+        params.update(backend=embedder.backend, embedding_variant=embedder.variant)
     with sink.sweep(f"hybrid {ds.name}", params, {"name": ds.name, "digest": ds.digest, "source": str(ds.path)}):
         result = evaluate_fusion(ds, folds=folds, depth=depth, seed=seed, rrf_k=rrf_k, embedder=embedder)
+        result.payload["dense"].update(backend=embedder.backend, variant=embedder.variant)
         if out is not None:
             write_outputs(result, out)
         for row in method_rows(result, out):
@@ -140,7 +143,7 @@ def write_bundle(ds: "BeirDataset", result: HybridResults, out: Path, embedder: 
                "best_single_ndcg@10": p["methods"][best_single]["ndcg@10"], "n_queries": p["n_queries"],
                "folds": p["folds"], "depth": p["depth"]}
     folder = write_hybrid_bundle(out, lexical, dense.doc_vectors, embedding_model=embedder.model_id,
-                                 fusion=fusion, depth=p["depth"], normalize=True,
+                                 embedding_backend=embedder.backend, fusion=fusion, depth=p["depth"], normalize=True,
                                  dataset={"name": ds.name, "digest": ds.digest, "source": str(ds.path)},
                                  figures=figures, chosen_by=how)
     return folder

@@ -130,12 +130,13 @@ def _is_faiss(index: Any) -> bool:
 
 def write_hybrid_bundle(out_dir: str | Path, bm25: BM25Retriever, doc_vectors: np.ndarray, *,
                         embedding_model: str, fusion: Mapping[str, Any], depth: int, k: int = 10,
-                        normalize: bool = True, dataset: Mapping[str, str] | None = None,
+                        normalize: bool = True, embedding_backend: str = "torch", dataset: Mapping[str, str] | None = None,
                         figures: Mapping[str, Any] | None = None, chosen_by: str = "") -> Path:
     """Write ``out_dir/retrieval_index/`` for BM25 + exact dense retrieval fused by ``fusion``
     (``{"method": ..., "params": {...}}``, as ``workbench.hybrid.fusion.fuse`` takes them), each list cut
     at ``depth`` before fusing; ``figures`` (e.g. nDCG@10 of this configuration) and ``chosen_by`` (how the
-    fusion was chosen, a sentence) go into the config for the model card."""
+    fusion was chosen, a sentence) go into the config for the model card. ``embedding_backend`` is the
+    ``Embedder`` backend the document vectors came from: served queries are encoded by the same one."""
     folder = Path(out_dir) / BUNDLE_DIR
     folder.mkdir(parents=True, exist_ok=True)
     vectors = np.ascontiguousarray(doc_vectors, dtype=np.float32)
@@ -149,7 +150,7 @@ def write_hybrid_bundle(out_dir: str | Path, bm25: BM25Retriever, doc_vectors: n
     files = _digests(folder)
     config = {"kind": HYBRID, "index_class": HYBRID, "metric": "fused score", "dim": int(vectors.shape[1]),
               "ntotal": len(vectors), "k": int(k), "depth": int(depth), "embedding_model": embedding_model,
-              "normalize": bool(normalize), "bm25": bm25.settings,
+              "embedding_backend": embedding_backend, "normalize": bool(normalize), "bm25": bm25.settings,
               "dense": {"search": "exact inner product", "min_score": -1.0},
               "fusion": {"method": fusion["method"], "params": dict(fusion.get("params") or {})},
               "chosen_by": chosen_by,

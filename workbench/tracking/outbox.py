@@ -191,13 +191,15 @@ def sync(store: Store) -> SyncReport:
 
 
 def _logged_run(c: "MlflowClient", record: RunRecord) -> str | None:
-    """The run a previous (killed) sync made of ``record``, if it finished it; a half-written one (still
-    RUNNING: store_record terminates every synced run last) is deleted so that it is logged anew."""
+    """The run a previous (killed) sync, or the live path before the store failed, made of ``record``, if
+    it finished it; a half-written one is deleted so that it is logged anew. store_record terminates a run
+    last, so a half-written run is still RUNNING, or has another status than the record's if
+    ``end_stale_runs`` ended it as KILLED after its writer died."""
     found = with_retry(c.search_runs, [experiment_id(c, record.experiment)],
                        f"tags.`{OUTBOX_TAG}` = '{record.local_id}'", max_results=10)
     run_id = None
     for run in found:
-        if run.info.status == "RUNNING" or run_id is not None:
+        if run.info.status != record.status or run_id is not None:
             with_retry(c.delete_run, run.info.run_id)
         else:
             run_id = run.info.run_id

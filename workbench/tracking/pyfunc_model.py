@@ -75,7 +75,9 @@ class RetrievalModel(mlflow.pyfunc.PythonModel):
         from workbench.embed import Embedder
 
         if self._embedder is None:
-            self._embedder = Embedder(normalize=self.bundle.config.get("normalize", True), show_progress=False)
+            # queries are encoded by the backend the document vectors came from (int8 vectors differ)
+            self._embedder = Embedder(normalize=self.bundle.config.get("normalize", True), show_progress=False,
+                                      backend=self.bundle.config.get("embedding_backend", "torch"))
             wanted = self.bundle.config.get("embedding_model")
             if wanted and self._embedder.model_id != wanted:
                 raise WorkbenchError(f"the index was built with embedding model {wanted!r}, but this environment "

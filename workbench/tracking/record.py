@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from workbench.errors import TrackingError
 from workbench.tracking.context import run_tags
-from workbench.tracking.store import ensure_experiment, with_retry
+from workbench.tracking.store import ensure_experiment, is_server_unreachable, with_retry
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -146,7 +146,8 @@ def store_record(record: RunRecord, mlflow_client: "MlflowClient", terminate: bo
     """Write ``record`` to the store (retrying while SQLite is locked); returns the new run id.
 
     If a step after the run's creation fails, the half-written run is deleted before the error propagates,
-    so a later sync does not leave a duplicate.
+    so a later sync does not leave a duplicate (a server that stopped answering cannot delete it: the sync
+    that logs the record again does, see ``outbox._logged_run``).
     """
     from mlflow.entities import Param
 
@@ -169,9 +170,10 @@ def store_record(record: RunRecord, mlflow_client: "MlflowClient", terminate: bo
             with_retry(c.set_tag, run_id, "workbench.missing_artifacts", json.dumps(missing)[:8000])
         if terminate:
             with_retry(c.set_terminated, run_id, status=record.status, end_time=record.end_time)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            c.delete_run(run_id)
+    except BaseException as exc:
+        if not is_server_unreachable(exc):  # a dead server cannot delete it: sync deletes it (_logged_run)
+            with contextlib.suppress(Exception):
+                c.delete_run(run_id)
         raise
     return run_id
 
@@ -222,9 +224,10 @@ def log_files(c: "MlflowClient", run_id: str, paths: Sequence[str], folder: str 
     for artifact in paths:
         path = Path(artifact)
         if path.is_dir():
-            c.log_artifacts(run_id, str(path), artifact_path=f"{folder}/{path.name}" if folder else path.name)
+            with_retry(c.log_artifacts, run_id, str(path), artifact_path=f"{folder}/{path.name}" if folder
+                       else path.name)
         elif path.is_file():
-            c.log_artifact(run_id, str(path), artifact_path=folder)
+            with_retry(c.log_artifact, run_id, str(path), artifact_path=folder)
         else:
             missing.append(artifact)
     return missing

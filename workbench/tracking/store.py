@@ -4,8 +4,11 @@ A :class:`Store` is resolved once, by an entry point (the CLI's command, a runne
 parameters), with :meth:`Store.from_settings`, and passed down explicitly: nothing below reads the
 environment for it. The default is SQLite at ``<workspace>/.mlflow/mlflow.db`` with artifacts in
 ``.mlflow/artifacts`` (the workspace: :func:`workbench.config.workspace`; notebooks executed from
-``notebooks/`` find the checkout's); ``MLFLOW_TRACKING_URI`` overrides it, so a team's tracking server is one setting. mlflow is imported inside
-functions: it costs ~1.7 s.
+``notebooks/`` find the checkout's); ``MLFLOW_TRACKING_URI`` overrides it, so a team's tracking server
+(``workbench tracking serve``, or any ``http(s)://`` MLflow server) is one setting. A server that stops
+answering costs one call a few seconds (:data:`HTTP_DEFAULTS`), then this process's runs go to the outbox
+for :data:`PROBE_TTL_S` before the server is probed again. mlflow is imported inside functions: it
+costs ~1.7 s.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import math
 import os
 import random
 import re
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,16 @@ LOCK_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.4, 0.8)  # then 0.8 s until the timeout
 _NOISY_LOGGERS = ("mlflow", "mlflow.store.db.utils", "mlflow.store.tracking.sqlalchemy_store", "sqlalchemy",
                   "alembic")
 _LOCKED = re.compile(r"database (table )?is locked|database is busy", re.I)
+# mlflow's HTTP client retries a failed request 7 times with exponential backoff (~4 minutes against a
+# dead server) and waits 120 s for an answer: a server that died mid-sweep would stall every run that long
+# before it reached the outbox. And on every terminate it fetches the run again to print its UI link on
+# stdout (breaking ``--json``). mlflow reads these settings from the environment on every request, so
+# :func:`client` sets them as defaults there; a user's own values win.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+PROBE_TTL_S = 30.0  # how long a store's probe (or a server's failed call) counts before it is probed again
+# mlflow's text for a request that failed after its retries (connection refused, reset, timed out, 5xx)
+_UNREACHABLE = re.compile(r"API request to (\S+) failed with (timeout )?exception", re.I)
 STORE_CHOICES = ("project", "out_dir")
 
 
@@ -114,11 +126,34 @@ def is_locked_error(exc: BaseException) -> bool:
     return bool(_LOCKED.search(str(exc)))
 
 
+def is_server_unreachable(exc: BaseException) -> bool:
+    """True when an HTTP store call failed for want of an answer (after mlflow's retries), not for what
+    it sent."""
+    return bool(_UNREACHABLE.search(str(exc)))
+
+
+def _unreachable_message(exc: BaseException) -> str:
+    """``tracking server URL did not answer (why)`` from mlflow's multi-line urllib3 text."""
+    text = str(exc)
+    match = _UNREACHABLE.search(text)
+    url = match[1].split("/api/", 1)[0] if match else "?"
+    for pattern, why in ((r"refused", "connection refused"), (r"timed? ?out", "no answer in time"),
+                         (r"reset|aborted|RemoteDisconnected", "connection lost"),
+                         (r"too many (\d+) error", r"HTTP \1 errors")):
+        found = re.search(pattern, text, re.I)
+        if found:
+            return f"tracking server {url} did not answer ({found.expand(why)})"
+    return f"tracking server {url} did not answer"
+
+
 def lock_message(exc: BaseException) -> str:
-    """One line for a store failure: "database is locked" when it is, else the exception's first line
-    (mlflow's text for a lock starts with an autoflush note that hides the cause)."""
+    """One line for a store failure: "database is locked" when it is, "tracking server ... did not
+    answer (...)" for a dead server, else the exception's first line (mlflow's text for a lock starts with
+    an autoflush note that hides the cause)."""
     if is_locked_error(exc):
         return "database is locked"
+    if is_server_unreachable(exc):
+        return _unreachable_message(exc)
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
 
@@ -140,15 +175,19 @@ def quiet_libraries() -> Iterator[None]:
 
 def with_retry(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call ``fn``, retrying with jittered backoff while SQLite reports the database locked, for at most the
-    lock timeout of the store ``fn`` belongs to (a client method's store; else the default)."""
+    lock timeout of the store ``fn`` belongs to (a client method's store; else the default). A server that
+    did not answer is marked unreachable (:func:`mark_unreachable`) before the error propagates."""
     owner = getattr(fn, "__self__", None)
-    deadline = time.monotonic() + _timeouts.get(getattr(owner, "tracking_uri", None), DEFAULT_TIMEOUT_S)
+    uri = getattr(owner, "tracking_uri", None)
+    deadline = time.monotonic() + _timeouts.get(uri, DEFAULT_TIMEOUT_S)
     attempt = 0
     while True:
         try:
             with quiet_libraries():
                 return fn(*args, **kwargs)
         except Exception as exc:  # mlflow wraps sqlalchemy's OperationalError in MlflowException
+            if uri is not None and is_server_unreachable(exc):
+                mark_unreachable(uri, lock_message(exc))
             delay = LOCK_RETRY_DELAYS[min(attempt, len(LOCK_RETRY_DELAYS) - 1)] * (0.5 + random.random())
             if not is_locked_error(exc) or time.monotonic() + delay >= deadline:
                 raise
@@ -168,11 +207,19 @@ def give_up_on(uri: str, reason: str) -> None:
 _reachable: dict[str, tuple[float, str | None]] = {}
 
 
-def unreachable_reason(uri: str, timeout: float = 2.0, ttl: float = 30.0) -> str | None:
+def mark_unreachable(uri: str, reason: str) -> None:
+    """Treat the server at ``uri`` as unreachable for :data:`PROBE_TTL_S` (its TCP port may still accept
+    while the server hangs): the next runs go straight to the outbox, then it is probed again, so a server
+    that comes back takes the runs again."""
+    _reachable[uri] = (time.monotonic(), reason)
+
+
+def unreachable_reason(uri: str, timeout: float = 2.0, ttl: float = PROBE_TTL_S) -> str | None:
     """Why the store at ``uri`` cannot be used right now (None if it looks usable).
 
-    A server is probed with one TCP connect, so a dead server costs seconds, not mlflow's minutes of HTTP
-    retries; a SQLite store needs its folder to be creatable. Results are cached for ``ttl`` seconds.
+    A server is probed with one short HTTP request (:func:`_probe_server`), so a dead or hung server costs
+    seconds, not mlflow's minutes of HTTP retries; a SQLite store needs its folder to be creatable. Results are cached for ``ttl`` seconds;
+    ``ttl <= 0`` forgets what this process knew (given up, marked unreachable) and probes again.
     """
     if ttl <= 0:  # a fresh look (``runs sync``): forget that this process gave up on the store
         _unavailable.pop(uri, None)
@@ -190,14 +237,31 @@ def unreachable_reason(uri: str, timeout: float = 2.0, ttl: float = 30.0) -> str
         except OSError as exc:
             reason = f"cannot create the store folder {db.parent}: {exc.strerror or exc}"
     elif uri.startswith(("http://", "https://")):
-        parsed = urlparse(uri)
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        try:
-            socket.create_connection((parsed.hostname or "localhost", port), timeout=timeout).close()
-        except OSError as exc:
-            reason = f"cannot connect to {parsed.hostname}:{port}: {exc.strerror or exc}"
+        reason = _probe_server(uri, timeout)
     _reachable[uri] = (now, reason)
     return reason
+
+
+def _probe_server(uri: str, timeout: float) -> str | None:
+    """Why the server at ``uri`` does not answer a GET of ``/health`` within ``timeout`` s (None if it
+    answers at all: any HTTP status, or a TLS handshake mlflow's own settings may accept). An HTTP request,
+    not a TCP connect: a hung server's port still accepts connections."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    parsed = urlparse(uri)
+    where = f"{parsed.hostname}:{parsed.port or (443 if parsed.scheme == 'https' else 80)}"
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None
+    except (urllib.error.URLError, OSError) as exc:
+        cause = getattr(exc, "reason", exc)
+        if isinstance(cause, ssl.SSLError):
+            return None
+        return f"cannot connect to {where}: {getattr(cause, 'strerror', None) or cause}"
+    return None
 
 
 def client(uri: str, timeout: float | None = None) -> "MlflowClient":
@@ -206,11 +270,15 @@ def client(uri: str, timeout: float | None = None) -> "MlflowClient":
     given for ``uri``, else 5 s).
 
     The first use of a SQLite store in a process prepares it under a file lock (:func:`_prepare_sqlite`).
-    mlflow's usage telemetry is off unless the user turned it on (the workbench runs offline).
+    mlflow's usage telemetry is off unless the user turned it on (the workbench runs offline); on a server,
+    :data:`HTTP_DEFAULTS` bound each call's retries and wait unless the user set them.
     """
     if timeout is not None:
         _timeouts[uri] = timeout
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if uri.startswith(("http://", "https://")):
+        for name, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
     from mlflow import MlflowClient
 
     # A fresh SQLite store runs ~50 alembic migrations, each logged at INFO, and mlflow announces them.
