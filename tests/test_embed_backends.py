@@ -89,13 +89,13 @@ def test_torch_first_then_int8_never_reads_torch_vectors(tmp_path, cache):
 def test_quantization_settings_are_in_the_keys(tmp_path):
     identity = model_identity()
     per_tensor = Int8Settings(per_channel=False)
-    assert variant("onnx-int8") == "onnx-int8-eager-bertfused-matmul-u8sym-perchannel-O3"
-    assert variant("onnx-int8", int8=per_tensor) == "onnx-int8-eager-bertfused-matmul-u8sym-pertensor-O3"
+    assert variant("onnx-int8") == "onnx-int8-matmul-u8sym-perchannel-eager-bertfused-O3"
+    assert variant("onnx-int8", int8=per_tensor) == "onnx-int8-matmul-u8sym-pertensor-eager-bertfused-O3"
     keys = {export_key(identity, "onnx-int8", 3, s) for s in
             (INT8, per_tensor, Int8Settings(weight_type="int8"), Int8Settings(symmetric=False),
-             Int8Settings(reduce_range=True), Int8Settings(ops=("MatMul", "Gather")))}
+             Int8Settings(reduce_range=True))}
     old = ("-onnx-int8-O3", "-onnx-int8-matmul-u8sym-perchannel-O3")     # the unfused sdpa exports' names
-    assert len(keys) == 6 and not any(k.endswith(old) for k in keys)
+    assert len(keys) == 5 and not any(k.endswith(old) for k in keys)
     assert export_key(identity, "onnx", 3) == f"{identity.weights_sha256[:16]}-onnx-eager-bertfused-O3"
     a = Embedder(cache_dir=tmp_path, backend="onnx-int8", show_progress=False)
     b = Embedder(cache_dir=tmp_path, backend="onnx-int8", int8=per_tensor, show_progress=False)

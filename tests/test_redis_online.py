@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from redis_support import VIEW, build, frames, materialise, state, windows
-from test_features_property import BASE, DTYPES, SETTINGS, batches, minutes, norm, store_with, ttls
+from test_features_property import BASE, DTYPES, batches, examples, minutes, norm, store_with, ttls
 
 from workbench.features import FeatureStore, FeatureView
 from workbench.features.online_redis import RedisOnlineStore
@@ -32,7 +32,7 @@ def client(server):
     c.close()
 
 
-@SETTINGS
+@examples("duckdb")
 @given(batches(True), batches(True), ttls, minutes, minutes, st.lists(st.integers(0, 5), max_size=3))
 def test_redis_online_equals_duckdb_online_and_historical(client, first, late, ttl, t_mid, t_end, backfills):
     """Incremental steps with late rows in between, plus repeated out-of-order backfill windows; read at T."""
@@ -40,7 +40,7 @@ def test_redis_online_equals_duckdb_online_and_historical(client, first, late, t
     mid, end = BASE + timedelta(minutes=t_mid), BASE + timedelta(minutes=t_end)
     view = FeatureView("fv", ["k1", "k2"], ["v", "w"], created_timestamp_column="created", ttl=ttl, dtypes=DTYPES)
     ns = f"t{uuid.uuid4().hex}"
-    with store_with(first, view) as duck:
+    with store_with(first, view, "duckdb") as duck:
         red = FeatureStore(online=RedisOnlineStore(client, ns))
         red.apply(view)
         for b in first:

@@ -6,7 +6,7 @@ quantization of the weights to 8 bits, Jacob et al., "Quantization and Training 
 Efficient Integer-Arithmetic-Only Inference", CVPR 2018, with the settings of :class:`Int8Settings`), then
 optimised by ONNX Runtime at ``opt_level`` (1 basic, 2 extended, 3 all graph
 fusions) and kept in the workbench cache under ``exports/<weights hash>-<variant>`` (:func:`variant`: backend,
-graph, quantization settings, level), so an export made with other settings is never reused. It is written in a
+quantization settings, graph, level), so an export made with other settings is never reused. It is written in a
 temporary folder and renamed into place, with a manifest of each file's sha256; a folder whose files fail the
 manifest is a corrupt export, deleted and made again. The pooling (mean over tokens, then L2 normalisation)
 is the packaged model's own ``1_Pooling`` and ``2_Normalize`` (sentence-transformers), applied in NumPy.
@@ -37,7 +37,7 @@ DEFAULT_OPT_LEVEL = 3
 MANIFEST = "manifest.json"
 _MODEL_FILE = "model.onnx"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-_QUANTIZABLE = ("MatMul", "Gather")                 # the weight-carrying ops of the raw BERT graph
+_QUANTIZABLE = ("MatMul",)    # the weight-carrying op left after the BERT fusions (the embeddings are fused)
 #: how the graph is made, part of every export's variant. transformers 5 runs BERT's attention through
 #: ``scaled_dot_product_attention``, which the TorchScript exporter decomposes (IsNaN/Where guards, mask
 #: broadcasting: 338 nodes after ONNX Runtime's level 3, no fused attention), no faster than PyTorch. Exported
@@ -71,7 +71,7 @@ class Int8Settings:
     ``AutoQuantizationConfig.avx2(is_static=False)``, the configuration behind
     sentence-transformers' ``export_dynamic_quantized_onnx_model(model, "avx2", ...)``: one scale per output
     column of each weight matrix (``per_channel``), uint8 weights, symmetric, the full 8-bit range, MatMul
-    only (the embedding ``Gather`` stays float). One scale per whole matrix (``per_channel=False``) lowers the
+    only (after the fusions the embeddings live inside ``EmbedLayerNormalization``). One scale per whole matrix (``per_channel=False``) lowers the
     mean cosine to PyTorch on 300 Cranfield abstracts from 0.995 to 0.977: a matrix's widest column sets the
     step of all the others. The activation range is the batch's, so a text's int8 vector depends slightly on
     the texts it is batched with.
@@ -113,10 +113,10 @@ INT8 = Int8Settings()
 
 
 def variant(backend: str, opt_level: int = DEFAULT_OPT_LEVEL, int8: Int8Settings = INT8) -> str:
-    """What an export's vectors depend on besides the weights: backend, :data:`GRAPH`, quantization settings
-    (``onnx-int8``), optimisation level; e.g. ``onnx-int8-eager-bertfused-matmul-u8sym-perchannel-O3``."""
+    """What an export's vectors depend on besides the weights: backend, quantization settings (``onnx-int8``),
+    :data:`GRAPH`, optimisation level; e.g. ``onnx-int8-matmul-u8sym-perchannel-eager-bertfused-O3``."""
     settings = f"-{int8.tag}" if backend == "onnx-int8" else ""
-    return f"{backend}-{GRAPH}{settings}-O{opt_level}"
+    return f"{backend}{settings}-{GRAPH}-O{opt_level}"
 
 
 def export_key(identity: ModelIdentity, backend: str, opt_level: int = DEFAULT_OPT_LEVEL,

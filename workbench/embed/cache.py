@@ -27,7 +27,7 @@ class EmbeddingCache:
     """Embeddings of one (model, normalisation) namespace under ``root``."""
 
     def __init__(self, root: Path, model_id: str, normalize: bool, variant: str | None = None) -> None:
-        """``variant`` names a non-PyTorch backend with its settings (``onnx-int8-matmul-u8sym-perchannel-O3``)."""
+        """``variant`` names a non-PyTorch backend with its settings (``onnx-int8-matmul-u8sym-perchannel-eager-bertfused-O3``)."""
         name = f"{model_id}|normalize={normalize}" + (f"|backend={variant}" if variant else "")
         self.namespace = hashlib.sha256(name.encode()).hexdigest()[:16]
         self.root = Path(root) / "embeddings" / self.namespace
