@@ -47,6 +47,23 @@ def write_beir(root: Path, corpus: list[dict], queries: list[dict], qrels: list[
     return root
 
 
+def topic_collection(root: Path, topics: list[str], n_docs: int, filler_words: int, judged: int) -> Path:
+    """A BEIR folder of ``n_docs`` documents, each a topic phrase plus ``filler_words`` random common words
+    (seeded), one query per topic, and up to ``judged`` relevant documents per query (grades 1 and 2)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    corpus, qrels = [], []
+    for i in range(n_docs):
+        topic = topics[i % len(topics)]
+        filler = " ".join(rng.choice(["study", "results", "method", "model", "flow", "test"], filler_words))
+        corpus.append({"_id": f"d{i}", "title": topic if i % 2 else "", "text": f"{topic} {filler}"})
+    queries = [{"_id": f"q{j}", "text": f"{t} experiments"} for j, t in enumerate(topics)]
+    for j in range(len(topics)):
+        qrels += [(f"q{j}", f"d{i}", 1 + (i % 3 == 0)) for i in range(j, n_docs, len(topics))][:judged]
+    return write_beir(root, corpus, queries, qrels)
+
+
 @pytest.fixture
 def tiny_beir(tmp_path: Path) -> Path:
     return write_beir(

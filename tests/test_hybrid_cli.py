@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_beir
+from conftest import topic_collection
 from tracking_support import use_store
 
 from workbench.cli import main
@@ -34,16 +34,7 @@ def fake_embed_dataset(ds, embedder=None):
 
 @pytest.fixture
 def collection(tmp_path: Path) -> Path:
-    rng = np.random.default_rng(0)
-    corpus, qrels = [], []
-    for i in range(120):
-        topic = TOPICS[i % len(TOPICS)]
-        filler = " ".join(rng.choice(["study", "results", "method", "model", "flow", "test"], 6))
-        corpus.append({"_id": f"d{i}", "title": topic if i % 2 else "", "text": f"{topic} {filler}"})
-    queries = [{"_id": f"q{j}", "text": f"{t} experiments"} for j, t in enumerate(TOPICS)]
-    for j in range(len(TOPICS)):
-        qrels += [(f"q{j}", f"d{i}", 1 + (i % 3 == 0)) for i in range(j, 120, len(TOPICS))][:8]
-    return write_beir(tmp_path / "mini", corpus, queries, qrels)
+    return topic_collection(tmp_path / "mini", TOPICS, n_docs=120, filler_words=6, judged=8)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import psycopg
 import pytest
-from conftest import write_beir
+from conftest import topic_collection
 from pg_support import env, server_folder
 from psycopg.conninfo import make_conninfo
 from tracking_support import closed_port, subprocess_env
@@ -271,16 +271,7 @@ def test_server_killed_mid_sweep_runs_wait_in_the_outbox_then_sync_logs_each_onc
 
 
 def collection(root: Path) -> Path:
-    rng = np.random.default_rng(0)
-    corpus, qrels = [], []
-    for i in range(40):
-        topic = TOPICS[i % len(TOPICS)]
-        filler = " ".join(rng.choice(["study", "results", "method", "model", "flow", "test"], 5))
-        corpus.append({"_id": f"d{i}", "title": topic if i % 2 else "", "text": f"{topic} {filler}"})
-    queries = [{"_id": f"q{j}", "text": f"{t} experiments"} for j, t in enumerate(TOPICS)]
-    for j in range(len(TOPICS)):
-        qrels += [(f"q{j}", f"d{i}", 1 + (i % 3 == 0)) for i in range(j, 40, len(TOPICS))][:5]
-    return write_beir(root, corpus, queries, qrels)
+    return topic_collection(root, TOPICS, n_docs=40, filler_words=5, judged=5)
 
 
 def fake_embed_dataset(ds: Any, embedder: Any = None) -> tuple[np.ndarray, np.ndarray]:
