@@ -114,7 +114,7 @@ QUICKSTART = Notebook({"dataset": "medline"}, (
 _D = 384
 _ONNX = "the same float32 graph run by ONNX Runtime: min cosine 0.9999999 to PyTorch (field notes); issue 13 asks " \
         ">= 0.9999"
-_INT8 = "int8 weights, one scale per output channel (optimum's avx2 settings): mean 0.995, min 0.990 on 300 " \
+_INT8 = "int8 weights, one scale per output channel (optimum's avx512_vnni or avx2 settings by CPU): mean 0.995, min 0.990 on 300 " \
         "Cranfield abstracts; sentence-transformers' export 0.990/0.977 (field notes); one scale per matrix 0.977"
 EMBEDDINGS = Notebook({"datasets": ["medline"], "limit": 200, "bench_texts": 64, "bench_repeats": 1}, (
     equal("n_bench_texts", 64, "CI bench_texts: the first 64 of medline's first 200 documents are timed"),

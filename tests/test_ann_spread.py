@@ -56,6 +56,7 @@ def test_ann_spread_command(tmp_path, capsys):
                  "--reruns", "2", "--runs", "3", "--k", "5", "--out", str(out), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["reruns"] == 2 and len(summary["points"]) == 3
+    assert len(summary["rerun_seconds"]) == 2 and all(t > 0 for t in summary["rerun_seconds"])
     for i in range(2):
         assert len(pd.read_parquet(out / f"rerun-{i}" / "results.parquet")) == 3
     assert json.loads((out / "spread.json").read_text())["ranking"].keys() == {"0.90", "0.95", "0.99"}

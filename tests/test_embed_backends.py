@@ -89,10 +89,11 @@ def test_torch_first_then_int8_never_reads_torch_vectors(tmp_path, cache):
 def test_quantization_settings_are_in_the_keys(tmp_path):
     identity = model_identity()
     per_tensor = Int8Settings(per_channel=False)
-    assert variant("onnx-int8") == "onnx-int8-matmul-u8sym-perchannel-eager-bertfused-O3"
+    assert variant("onnx-int8", int8=Int8Settings()) == "onnx-int8-matmul-u8sym-perchannel-eager-bertfused-O3"
+    assert variant("onnx-int8") == variant("onnx-int8", int8=INT8)                # the CPU's default
     assert variant("onnx-int8", int8=per_tensor) == "onnx-int8-matmul-u8sym-pertensor-eager-bertfused-O3"
     keys = {export_key(identity, "onnx-int8", 3, s) for s in
-            (INT8, per_tensor, Int8Settings(weight_type="int8"), Int8Settings(symmetric=False),
+            (Int8Settings(), per_tensor, Int8Settings(weight_type="int8"), Int8Settings(symmetric=False),
              Int8Settings(reduce_range=True))}
     old = ("-onnx-int8-O3", "-onnx-int8-matmul-u8sym-perchannel-O3")     # the unfused sdpa exports' names
     assert len(keys) == 5 and not any(k.endswith(old) for k in keys)
@@ -100,6 +101,16 @@ def test_quantization_settings_are_in_the_keys(tmp_path):
     a = Embedder(cache_dir=tmp_path, backend="onnx-int8", show_progress=False)
     b = Embedder(cache_dir=tmp_path, backend="onnx-int8", int8=per_tensor, show_progress=False)
     assert a.cache.root != b.cache.root and a.cache.key("x") != b.cache.key("x")
+
+
+def test_int8_weight_type_follows_the_cpu():
+    from workbench.embed.backends import cpu_weight_type
+
+    assert cpu_weight_type("flags : fpu sse avx2 avx512f avx512_vnni") == "int8"
+    assert cpu_weight_type("flags : fpu sse avx2 avx_vnni") == "int8"
+    assert cpu_weight_type("flags : fpu sse avx2 avx512f") == "uint8"
+    assert cpu_weight_type("") == "uint8"
+    assert INT8.weight_type == cpu_weight_type()
 
 
 def test_bad_quantization_settings_are_clear():

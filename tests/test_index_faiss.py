@@ -111,3 +111,36 @@ def test_opq_rounds_and_training_sample_are_build_parameters(vs, tmp_path):
                                                      "opq_niter": 2}
     index.save(tmp_path / "o.idx")
     assert FaissIndex.load(tmp_path / "o.idx").build_params == index.build_params
+
+
+def test_hnsw_ef_construction_is_a_build_option(vs, tmp_path):
+    from workbench.index.faiss import _hnsw
+    from workbench.index.spec import parse_spec
+
+    spec = parse_spec("faiss:HNSW16,SQ8,efConstruction=120?efSearch=32")
+    assert spec.build == {"factory": "HNSW16,SQ8", "ef_construction": 120} and parse_spec(spec.text) == spec
+    index = spec.make("cosine")
+    index.build(vs.base)
+    assert _hnsw(index.raw).hnsw.efConstruction == 120 and index.label == "faiss:HNSW16,SQ8,efConstruction=120"
+    assert index.family == FaissIndex("HNSW16,SQ8").family            # the same family at any efConstruction
+    base, q = prepare(vs.base, "cosine", "b"), prepare(vs.queries, "cosine", "q")
+    gd, _ = exact_topk(base, q, 10, "cosine")
+    _, i = index.search(vs.queries, 10, efSearch=32)
+    assert recall_ties(base, q, i, gd, 10, "cosine").mean() >= 0.9
+    index.save(tmp_path / "h.idx")
+    again = FaissIndex.load(tmp_path / "h.idx")
+    assert again.ef_construction == 120 and np.array_equal(again.search(vs.queries, 10, efSearch=32)[1], i)
+
+
+@pytest.mark.parametrize("body, phrase", [
+    ("IVF16,Flat,efConstruction=10", "efConstruction applies to HNSW indexes only"),
+    ("HNSW16,foo=3", "is not a faiss build option"),
+    ("HNSW16,efConstruction=x", "must be a positive integer"),
+    ("HNSW16,efConstruction=0", "must be a positive integer"),
+    ("efConstruction=3", "missing the faiss factory string"),
+])
+def test_bad_faiss_build_options_are_named(vs, body, phrase):
+    from workbench.index.spec import parse_spec
+
+    with pytest.raises(IndexSpecError, match=phrase):
+        parse_spec(f"faiss:{body}").make("cosine").build(vs.base)

@@ -5,8 +5,7 @@ ascending ladder of effort.
 Families (``--families``), after the libraries users pick (issue 13):
 
 - ``faiss-hnsw``: faiss ``HNSW{M},{Flat|SQ8|SQfp16}`` (Malkov & Yashunin, TPAMI 2018; SQ8 stores one byte a
-  dimension and scans less memory), swept over ``efSearch``; faiss's efConstruction (40) is not a build
-  parameter of the workbench's faiss wrapper, so it is not searched;
+  dimension and scans less memory) and ``efConstruction`` (faiss's default is 40), swept over ``efSearch``;
 - ``hnswlib``: ``M`` and ``ef_construction``, swept over ``ef``;
 - ``usearch``: ``M``, ``ef_construction`` and the stored type ``f32|f16|i8``, swept over ``ef``;
 - ``scann``: leaves (a multiple of sqrt(n)), AH ``dims_per_block``, the anisotropic threshold (Guo et al.,
@@ -64,7 +63,8 @@ class Family:
 def _hnsw_faiss(trial: optuna.Trial, n: int, dim: int) -> Candidate:
     m = trial.suggest_categorical("faiss-hnsw.M", (8, 12, 16, 24, 32, 48))
     store = trial.suggest_categorical("faiss-hnsw.storage", ("Flat", "SQ8", "SQfp16"))
-    return Candidate(f"faiss:HNSW{m},{store}", "efSearch", GRAPH_EF)
+    efc = trial.suggest_categorical("faiss-hnsw.efConstruction", (40, 80, 160, 320))
+    return Candidate(f"faiss:HNSW{m},{store},efConstruction={efc}", "efSearch", GRAPH_EF)
 
 
 def _hnswlib(trial: optuna.Trial, n: int, dim: int) -> Candidate:
@@ -126,9 +126,9 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
 #: hnswlib M=16 1,660; 846 leaves or 1 dimension a block made ScaNN slower. The slow usearch builds (111 s
 #: under load) are left to the sampler.
 STARTS: tuple[dict[str, Any], ...] = (
-    {"family": "faiss-hnsw", "faiss-hnsw.M": 32, "faiss-hnsw.storage": "SQ8"},
+    {"family": "faiss-hnsw", "faiss-hnsw.M": 32, "faiss-hnsw.storage": "SQ8", "faiss-hnsw.efConstruction": 40},
     {"family": "scann", "scann.leaves_per_sqrt_n": 2.0, "scann.dims_per_block": 2, "scann.threshold": 0.2},
-    {"family": "faiss-hnsw", "faiss-hnsw.M": 24, "faiss-hnsw.storage": "SQ8"},
+    {"family": "faiss-hnsw", "faiss-hnsw.M": 24, "faiss-hnsw.storage": "SQ8", "faiss-hnsw.efConstruction": 40},
     {"family": "hnswlib", "hnswlib.M": 12, "hnswlib.ef_construction": 100},
 )
 

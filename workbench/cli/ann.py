@@ -197,6 +197,7 @@ def run_spread(args: argparse.Namespace) -> int:
         for bad in c["inconsistent"]:
             order = ", ".join(str(f) for f in bad["faster_per_rerun"])
             lines.append(f"    {bad['pair'][0]} vs {bad['pair'][1]}: faster per rerun {order}")
+    lines.append("grid time per rerun (builds included): " + ", ".join(f"{t:,.0f} s" for t in s["rerun_seconds"]))
     lines.append(f"wrote {Path(args.out) / 'spread.json'}, {result.figure}")
     emit(s, args.json, lines)
     return 0

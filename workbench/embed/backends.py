@@ -70,7 +70,8 @@ class Int8Settings:
     unfused graph is quantized, at the same speed. The other defaults are optimum's
     ``AutoQuantizationConfig.avx2(is_static=False)``, the configuration behind
     sentence-transformers' ``export_dynamic_quantized_onnx_model(model, "avx2", ...)``: one scale per output
-    column of each weight matrix (``per_channel``), uint8 weights, symmetric, the full 8-bit range, MatMul
+    column of each weight matrix (``per_channel``), symmetric weights (the default :data:`INT8` takes int8 ones
+    where the CPU has VNNI, as optimum's ``avx512_vnni`` configuration, see :func:`cpu_weight_type`), the full 8-bit range, MatMul
     only (after the fusions the embeddings live inside ``EmbedLayerNormalization``). One scale per whole matrix (``per_channel=False``) lowers the
     mean cosine to PyTorch on 300 Cranfield abstracts from 0.995 to 0.977: a matrix's widest column sets the
     step of all the others. The activation range is the batch's, so a text's int8 vector depends slightly on
@@ -78,7 +79,7 @@ class Int8Settings:
     """
 
     per_channel: bool = True
-    weight_type: str = "uint8"                      # or "int8"
+    weight_type: str = "uint8"                      # or "int8" (see :func:`cpu_weight_type`)
     symmetric: bool = True
     reduce_range: bool = False                      # 7-bit weights: only for VPMADDUBSW saturation (no VNNI)
     ops: tuple[str, ...] = ("MatMul",)
@@ -109,7 +110,25 @@ class Int8Settings:
                 "extra_options": {"WeightSymmetric": self.symmetric, "DefaultTensorType": TensorProto.FLOAT}}
 
 
-INT8 = Int8Settings()
+def cpu_weight_type(cpuinfo: str | None = None) -> str:
+    """``"int8"`` where the CPU has VNNI (``avx512_vnni`` or ``avx_vnni`` in ``/proc/cpuinfo``), else ``"uint8"``.
+
+    ONNX Runtime multiplies uint8 activations by int8 weights with VNNI's VPDPBUSD in one instruction; without
+    VNNI that u8·s8 product goes through VPMADDUBSW, whose 16-bit sums can saturate, and uint8 weights are the
+    safe choice (optimum's ``avx512_vnni`` and ``avx2`` configurations make the same split). On this machine
+    class (AMD EPYC, AVX-512 VNNI) int8 weights encoded 300 Cranfield abstracts 1.22x faster than uint8 at the
+    same mean cosine to PyTorch (0.9958). The tag of the settings names the type, so the two never share a
+    cache entry."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    flags = set(cpuinfo.split())
+    return "int8" if flags & {"avx512_vnni", "avx_vnni"} else "uint8"
+
+
+INT8 = Int8Settings(weight_type=cpu_weight_type())
 
 
 def variant(backend: str, opt_level: int = DEFAULT_OPT_LEVEL, int8: Int8Settings = INT8) -> str:

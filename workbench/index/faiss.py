@@ -6,7 +6,8 @@ whole sweep and concurrent settings never leak between calls: ``nprobe`` (IVF), 
 ``k_factor`` (the ``,RFlat`` refine stage re-ranks ``k * k_factor`` candidates with exact distances).
 Pre-filtering passes an ``IDSelectorBatch`` in the same parameter object, at the level that scans codes.
 
-SPEC: ``faiss:FACTORY`` (the factory string, commas and all) with query parameters ``nprobe``,
+SPEC: ``faiss:FACTORY[,efConstruction=N]`` (the factory string, commas and all, then build options) with
+query parameters ``nprobe``,
 ``efSearch`` (integers) and ``k_factor`` (a number).
 """
 
@@ -26,16 +27,47 @@ _METRIC = {"cosine": faiss.METRIC_INNER_PRODUCT, "ip": faiss.METRIC_INNER_PRODUC
 QUERY_PARAMS: dict[str, type] = {"nprobe": int, "efSearch": int, "k_factor": float}
 
 
+BUILD_OPTIONS: dict[str, type] = {"efConstruction": int}   # after the factory string, as name=value
+
+
 def parse_build(body: str, spec_text: str) -> dict[str, Any]:
-    """The build parameters of ``faiss:BODY``: the factory string (checked against faiss at build time)."""
-    if not body.strip():
+    """The build parameters of ``faiss:BODY``: the factory string (checked against faiss at build time), then
+    optional ``name=value`` options of :data:`BUILD_OPTIONS` (a factory string has no ``=``), e.g.
+    ``faiss:HNSW32,SQ8,efConstruction=200``."""
+    parts = [p.strip() for p in body.split(",")]
+    cut = next((i for i, p in enumerate(parts) if "=" in p), len(parts))
+    factory, options = ",".join(parts[:cut]), parts[cut:]
+    if not factory:
         raise IndexSpecError(f"index spec {spec_text!r}: missing the faiss factory string (e.g. faiss:HNSW32,Flat)")
-    return {"factory": body.strip()}
+    out: dict[str, Any] = {"factory": factory}
+    for part in options:
+        name, eq, value = part.partition("=")
+        if name not in BUILD_OPTIONS or not eq:
+            raise IndexSpecError(f"index spec {spec_text!r}: {part!r} after the factory string is not a faiss build "
+                                 f"option; accepted: {', '.join(f'{n}=N' for n in BUILD_OPTIONS)}")
+        if not value.isdigit() or int(value) < 1:
+            raise IndexSpecError(f"index spec {spec_text!r}: {name}={value!r} must be a positive integer")
+        if "ef_construction" in out:
+            raise IndexSpecError(f"index spec {spec_text!r}: {name} given twice")
+        out["ef_construction"] = int(value)
+    return out
 
 
 def build_text(build: dict[str, Any]) -> str:
-    """The SPEC body of ``build``: its factory string."""
-    return str(build["factory"])
+    """The SPEC body of ``build``: its factory string, then its build options."""
+    efc = build.get("ef_construction")
+    return str(build["factory"]) + (f",efConstruction={efc}" if efc else "")
+
+
+def _hnsw(index: Any) -> Any:
+    """The IndexHNSW inside ``index`` (through refine and pre-transform wrappers), or None."""
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexHNSW):
+        return index
+    for child in ("base_index", "index"):
+        if hasattr(index, child):
+            return _hnsw(getattr(index, child))
+    return None
 
 
 def _skip_polysemous_training(index: Any) -> None:
@@ -65,17 +97,20 @@ class FaissIndex(VectorIndex):
     QUERY_PARAMS = QUERY_PARAMS
 
     def __init__(self, factory: str, metric: str = "cosine", train_size: int | None = None, seed: int = 0,
-                 opq_niter: int | None = None) -> None:
+                 opq_niter: int | None = None, ef_construction: int | None = None) -> None:
         """``train_size`` caps the vectors used to train IVF/PQ/SQ/OPQ (a seeded sample); None uses all.
         ``opq_niter`` sets OPQ's alternating-optimisation rounds (faiss default 50, each retraining the PQ:
-        minutes at 384-d on 2 cores)."""
+        minutes at 384-d on 2 cores). ``ef_construction`` is HNSW's candidate list while inserting (faiss
+        default 40, hnswlib's 200: a better graph reaches a recall at a lower ``efSearch``)."""
         build = ({"factory": factory} | ({"train_size": train_size} if train_size else {})
-                 | ({"opq_niter": opq_niter} if opq_niter else {}))
+                 | ({"opq_niter": opq_niter} if opq_niter else {})
+                 | ({"ef_construction": ef_construction} if ef_construction else {}))
         super().__init__(metric, **build)
         self.factory = factory
         self.train_size = train_size
         self.seed = seed
         self.opq_niter = opq_niter
+        self.ef_construction = ef_construction
         self._index: Any = None
 
     @property
@@ -85,19 +120,23 @@ class FaissIndex(VectorIndex):
 
     @property
     def label(self) -> str:
-        return f"faiss:{self.factory}"
+        return "faiss:" + build_text({"factory": self.factory, "ef_construction": self.ef_construction})
 
     def validate(self, dim: int) -> None:
         try:
-            faiss.index_factory(dim, self.factory, _METRIC[self.metric])
+            index = faiss.index_factory(dim, self.factory, _METRIC[self.metric])
         except RuntimeError as exc:
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "rejected"
             raise IndexSpecError(f"faiss cannot build factory string {self.factory!r} at dimension {dim}: "
                                  f"{reason}") from None
+        if self.ef_construction and _hnsw(index) is None:
+            raise IndexSpecError(f"faiss:{self.factory}: efConstruction applies to HNSW indexes only")
 
     def _build(self, vectors: np.ndarray) -> None:
         index = faiss.index_factory(vectors.shape[1], self.factory, _METRIC[self.metric])
         _skip_polysemous_training(index)
+        if self.ef_construction:
+            _hnsw(index).hnsw.efConstruction = self.ef_construction
         if self.opq_niter:
             _set_opq_niter(index, self.opq_niter)
         if not index.is_trained:
@@ -198,13 +237,15 @@ class FaissIndex(VectorIndex):
     def save(self, path: str | Path) -> None:
         self._require_built()
         meta = {"library": self.library, "factory": self.factory, "metric": self.metric,
-                "train_size": self.train_size, "seed": self.seed, "opq_niter": self.opq_niter, "dim": self.dim}
+                "train_size": self.train_size, "seed": self.seed, "opq_niter": self.opq_niter,
+                "ef_construction": self.ef_construction, "dim": self.dim}
         write_index_file(path, meta, faiss.serialize_index(self._index).tobytes())
 
     @classmethod
     def load(cls, path: str | Path) -> "FaissIndex":
         meta, payload = read_index_file(path)
-        out = cls(meta["factory"], meta["metric"], meta["train_size"], meta["seed"], meta["opq_niter"])
+        out = cls(meta["factory"], meta["metric"], meta["train_size"], meta["seed"], meta["opq_niter"],
+                  meta.get("ef_construction"))
         out._index = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
         out.dim = meta["dim"]
         return out

@@ -8,6 +8,7 @@ Nothing is logged to the tracking store (each rerun is a sweep of its own; ``wor
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -48,10 +49,12 @@ def run_spread(data: str | BenchSet, out_dir: str | Path, *, reruns: int = 3, sp
     sweep = resolve_specs(data, parsed, preset)
     out = Path(out_dir)
     batch_threads = batch_threads or os.cpu_count() or 1
-    frames = []
+    frames, seconds = [], []
     for i in range(reruns):
+        t0 = time.perf_counter()
         df = run_sweep(data, sweep, k=k, threads=threads, out_dir=out / f"rerun-{i}", runs=runs,
                        batch_threads=batch_threads, progress=progress, budget_s=budget_s)
+        seconds.append(time.perf_counter() - t0)   # the grid's wall time, builds included (less when a rerun resumes)
         frames.append(df[df["dataset_digest"] == data.digest])
     spread = point_spread(frames)
     tables = spread_tables(frames)
@@ -63,6 +66,7 @@ def run_spread(data: str | BenchSet, out_dir: str | Path, *, reruns: int = 3, sp
         "dataset": {**data.dataset_info, "n_base": len(data.base), "n_queries": len(data.queries),
                     "dim": int(data.base.shape[1])},
         "k": k, "threads": threads, "runs": runs, "reruns": reruns, "specs": [s.text for s in sweep],
+        "rerun_seconds": seconds,
         "rel_spread": {"median": float(spread["rel_spread"].median()), "max": float(spread["rel_spread"].max())},
         "points": spread.to_dict("records"), "best_qps_at_recall": tables, "ranking": consistency,
         "reruns_dirs": [str(out / f"rerun-{i}") for i in range(reruns)], "plot": str(figure),
