@@ -70,9 +70,9 @@ class Int8Settings:
     unfused graph is quantized, at the same speed. The other defaults are optimum's
     ``AutoQuantizationConfig.avx2(is_static=False)``, the configuration behind
     sentence-transformers' ``export_dynamic_quantized_onnx_model(model, "avx2", ...)``: one scale per output
-    column of each weight matrix (``per_channel``), symmetric weights (the default :data:`INT8` takes int8 ones
-    where the CPU has VNNI, as optimum's ``avx512_vnni`` configuration, see :func:`cpu_weight_type`), the full 8-bit range, MatMul
-    only (after the fusions the embeddings live inside ``EmbedLayerNormalization``). One scale per whole matrix (``per_channel=False``) lowers the
+    column of each weight matrix (``per_channel``), symmetric weights (the default :data:`INT8` takes int8
+    ones where the CPU has VNNI, as optimum's ``avx512_vnni`` configuration: :func:`cpu_weight_type`), the full
+    8-bit range, MatMul only (after the fusions the embeddings live inside ``EmbedLayerNormalization``). One scale per whole matrix (``per_channel=False``) lowers the
     mean cosine to PyTorch on 300 Cranfield abstracts from 0.995 to 0.977: a matrix's widest column sets the
     step of all the others. The activation range is the batch's, so a text's int8 vector depends slightly on
     the texts it is batched with.

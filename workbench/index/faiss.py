@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import faiss
 import numpy as np
@@ -27,12 +27,13 @@ _METRIC = {"cosine": faiss.METRIC_INNER_PRODUCT, "ip": faiss.METRIC_INNER_PRODUC
 QUERY_PARAMS: dict[str, type] = {"nprobe": int, "efSearch": int, "k_factor": float}
 
 
-BUILD_OPTIONS: dict[str, type] = {"efConstruction": int}   # after the factory string, as name=value
+#: build options after the factory string, as ``name=N`` (a positive integer): SPEC name -> keyword argument
+BUILD_OPTIONS: dict[str, str] = {"efConstruction": "ef_construction"}
 
 
 def parse_build(body: str, spec_text: str) -> dict[str, Any]:
     """The build parameters of ``faiss:BODY``: the factory string (checked against faiss at build time), then
-    optional ``name=value`` options of :data:`BUILD_OPTIONS` (a factory string has no ``=``), e.g.
+    optional ``name=N`` options of :data:`BUILD_OPTIONS` (a factory string has no ``=``), e.g.
     ``faiss:HNSW32,SQ8,efConstruction=200``."""
     parts = [p.strip() for p in body.split(",")]
     cut = next((i for i, p in enumerate(parts) if "=" in p), len(parts))
@@ -41,44 +42,44 @@ def parse_build(body: str, spec_text: str) -> dict[str, Any]:
         raise IndexSpecError(f"index spec {spec_text!r}: missing the faiss factory string (e.g. faiss:HNSW32,Flat)")
     out: dict[str, Any] = {"factory": factory}
     for part in options:
-        name, eq, value = part.partition("=")
-        if name not in BUILD_OPTIONS or not eq:
+        name, _, value = part.partition("=")
+        if name not in BUILD_OPTIONS:
             raise IndexSpecError(f"index spec {spec_text!r}: {part!r} after the factory string is not a faiss build "
                                  f"option; accepted: {', '.join(f'{n}=N' for n in BUILD_OPTIONS)}")
         if not value.isdigit() or int(value) < 1:
             raise IndexSpecError(f"index spec {spec_text!r}: {name}={value!r} must be a positive integer")
-        if "ef_construction" in out:
+        if BUILD_OPTIONS[name] in out:
             raise IndexSpecError(f"index spec {spec_text!r}: {name} given twice")
-        out["ef_construction"] = int(value)
+        out[BUILD_OPTIONS[name]] = int(value)
     return out
 
 
 def build_text(build: dict[str, Any]) -> str:
     """The SPEC body of ``build``: its factory string, then its build options."""
-    efc = build.get("ef_construction")
-    return str(build["factory"]) + (f",efConstruction={efc}" if efc else "")
+    options = [f"{name}={build[key]}" for name, key in BUILD_OPTIONS.items() if build.get(key)]
+    return ",".join([str(build["factory"]), *options])
+
+
+def _layers(index: Any) -> Iterator[Any]:
+    """``index`` and every index nested in it (refine and pre-transform wrappers), each downcast."""
+    index = faiss.downcast_index(index)
+    yield index
+    for child in ("base_index", "index"):            # IndexRefine, IndexPreTransform
+        if hasattr(index, child):
+            yield from _layers(getattr(index, child))
 
 
 def _hnsw(index: Any) -> Any:
-    """The IndexHNSW inside ``index`` (through refine and pre-transform wrappers), or None."""
-    index = faiss.downcast_index(index)
-    if isinstance(index, faiss.IndexHNSW):
-        return index
-    for child in ("base_index", "index"):
-        if hasattr(index, child):
-            return _hnsw(getattr(index, child))
-    return None
+    """The IndexHNSW inside ``index``, or None."""
+    return next((i for i in _layers(index) if isinstance(i, faiss.IndexHNSW)), None)
 
 
 def _skip_polysemous_training(index: Any) -> None:
     """The factory turns on polysemous training for PQ codes; it only serves searches with
     ``polysemous_ht > 0``, which nothing here uses, and dominated IVF-PQ training time (20 s of 21 s)."""
-    index = faiss.downcast_index(index)
-    for child in ("base_index", "index"):            # IndexRefine, IndexPreTransform
-        if hasattr(index, child):
-            _skip_polysemous_training(getattr(index, child))
-    if hasattr(index, "do_polysemous_training"):
-        index.do_polysemous_training = False
+    for layer in _layers(index):
+        if hasattr(layer, "do_polysemous_training"):
+            layer.do_polysemous_training = False
 
 
 def _set_opq_niter(index: Any, niter: int) -> None:
