@@ -62,5 +62,14 @@ def test_ann_spread_command(tmp_path, capsys):
     assert json.loads((out / "spread.json").read_text())["ranking"].keys() == {"0.90", "0.95", "0.99"}
     assert (out / "spread.png").stat().st_size > 0
     assert all(p["qps_min"] <= p["qps_median"] <= p["qps_max"] for p in summary["points"])
+    # run again: every point is read back, and each rerun keeps the grid time it took
+    assert main(["ann-spread", npz, "--index", "faiss:Flat", "--index", "faiss:IVF8,Flat?nprobe=1,8",
+                 "--reruns", "2", "--runs", "3", "--k", "5", "--out", str(out), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)["rerun_seconds"]
+    assert again[0] >= summary["rerun_seconds"][0] and again[1] >= summary["rerun_seconds"][1]
+    (out / "rerun-0" / "grid_seconds.json").write_text("{not json")
+    assert main(["ann-spread", npz, "--index", "faiss:Flat", "--index", "faiss:IVF8,Flat?nprobe=1,8",
+                 "--reruns", "2", "--runs", "3", "--k", "5", "--out", str(out)]) == 2
+    assert "grid_seconds.json: not a grid time record" in capsys.readouterr().err
     assert main(["ann-spread", npz, "--index", "faiss:Flat", "--reruns", "1", "--out", str(out)]) == 2
     assert "at least 2 reruns" in capsys.readouterr().err

@@ -22,10 +22,10 @@ from workbench.bench.harness import (
     measure_group,
     measure_point,
     run_sweep,
-    time_single_queries,
 )
 from workbench.bench.panel import panel_update, swept_parameter
 from workbench.bench.results import read_results, write_results
+from workbench.bench.timing import collect, time_pass, time_single_queries
 from workbench.errors import QueryError, SweepIncomplete
 from workbench.index.metrics import METRICS
 from workbench.index.spec import parse_spec
@@ -84,6 +84,15 @@ def test_k_beyond_the_data_or_empty_queries(data):
 def test_single_query_timing_returns_results_in_order():
     walls, lat, out = time_single_queries(lambda r: r * 2, [np.array([i]) for i in range(10)], runs=3, warmup=2)
     assert len(walls) == 3 and lat.shape == (10,) and [int(o[0]) for o in out] == list(range(0, 20, 2))
+
+
+def test_timed_pass_holds_results_only_when_asked():
+    rows = [np.array([i]) for i in range(5)]
+    wall, lat, out = time_pass(lambda r: r * 2, rows)
+    assert out is None and lat.shape == (5,) and wall == pytest.approx(lat.sum())
+    _, _, kept = time_pass(lambda r: r * 2, rows, keep=True)
+    assert [int(o[0]) for o in kept] == [0, 2, 4, 6, 8]
+    assert [int(o[0]) for o in collect(lambda r: r + 1, rows)] == [1, 2, 3, 4, 5]
 
 
 def test_panel_callback_moves_the_point(data, tmp_path):

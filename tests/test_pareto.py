@@ -60,6 +60,10 @@ def test_ranks_and_ties_where_intervals_overlap():
     # touching ends count as overlapping; an old cell without an interval is the point at its QPS
     assert overlaps({"qps": 1, "qps_lo": 0, "qps_hi": 2}, {"qps": 3, "qps_lo": 2, "qps_hi": 4})
     assert not overlaps({"qps": 1}, {"qps": 3, "qps_lo": 2, "qps_hi": 4})
+    # 100..104 and 108..112 are apart within one run, not once each is widened by the rerun noise (6%)
+    near, far = {"qps": 102, "qps_lo": 100, "qps_hi": 104}, {"qps": 110, "qps_lo": 108, "qps_hi": 112}
+    assert overlaps(near, far) and not overlaps(near, far, margin=0.0)
+    assert not overlaps(near, {"qps": 130, "qps_lo": 125, "qps_hi": 135})
     r = ranked_frame(s)
     assert r[["target", "rank", "family", "tied_with"]].values.tolist() == [
         ["0.90", 1, "B", "≈ A"], ["0.90", 2, "A", "≈ B"], ["0.90", 3, "C", ""], ["0.99", 1, "C", ""]]

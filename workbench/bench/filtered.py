@@ -26,7 +26,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from workbench.bench.harness import time_single_queries
+from workbench.bench.timing import time_single_queries
 from workbench.errors import DatasetError, QueryError
 from workbench.index.base import VectorIndex
 from workbench.index.exact import ExactIndex

@@ -34,6 +34,7 @@ from workbench.bench.results import (
     read_results,
     write_results,
 )
+from workbench.bench.timing import collect, time_pass
 from workbench.errors import QueryError, SweepIncomplete
 from workbench.index.base import VectorIndex
 from workbench.index.groundtruth import GT_K, ground_truth, vectors_digest
@@ -98,7 +99,8 @@ class SweepSettings:
     k: int = 10
     threads: int = 1            # threads of the one-query-at-a-time passes
     runs: int = DEFAULT_RUNS    # timed passes per point (fewer once ``budget_s`` is spent)
-    warmup: int = 200           # queries run before a point's first pass
+    warmup: int = 200           # queries re-run before each later pass (at most REWARM; the first pass
+                                # follows the untimed pass over every query that takes the ids)
     batch_threads: int = 1      # threads of the build and of the batch calls
     budget_s: float = 10.0      # a point's timed passes stop once this much is spent (at least one pass)
 
@@ -127,39 +129,6 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def time_pass(search_one: Callable[[np.ndarray], Any], rows: Sequence[np.ndarray]) -> tuple[float, np.ndarray, list[Any]]:
-    """One timed pass, one query at a time: ``(wall time, per-query latencies, results)``.
-
-    One clock read per query keeps the loop as close to a bare loop as Python allows."""
-    now, n = time.perf_counter, len(rows)
-    stamps, out = [0.0] * (n + 1), [None] * n
-    for i in range(n):
-        stamps[i] = now()
-        out[i] = search_one(rows[i])
-    stamps[n] = now()
-    return stamps[n] - stamps[0], np.diff(np.asarray(stamps)), out
-
-
-def time_single_queries(search_one: Callable[[np.ndarray], Any], rows: Sequence[np.ndarray], runs: int,
-                        warmup: int, budget_s: float = float("inf")) -> tuple[list[float], np.ndarray, list[Any]]:
-    """Consecutive passes of one search: ``(wall time of each pass, latencies of the best pass, its results)``.
-
-    Passes stop early once ``budget_s`` is spent (at least one pass runs): a pass that long averages out
-    scheduling noise. (The sweep interleaves the passes of many points instead: :func:`measure_group`.)"""
-    for row in rows[:warmup]:
-        search_one(row)
-    walls: list[float] = []
-    best: tuple[np.ndarray, list[Any]] | None = None
-    for _ in range(runs):
-        wall, lat, out = time_pass(search_one, rows)
-        walls.append(wall)
-        if wall == min(walls):
-            best = (lat, out)
-        if sum(walls) > budget_s:
-            break
-    return walls, best[0], best[1]
-
-
 @dataclass
 class _Timing:
     """One point being measured: its index (shared with the other points of its build) and its passes."""
@@ -178,22 +147,23 @@ class _Timing:
         return len(self.walls) < s.runs and sum(self.walls) <= s.budget_s
 
     def single_pass(self, s: SweepSettings) -> None:
-        """One timed one-query-at-a-time pass after a warm-up (full before the first pass)."""
+        """One timed one-query-at-a-time pass after a warm-up (before the first: the untimed pass taking the ids)."""
         q = self.queries
         rows = [q[i:i + 1] for i in range(len(q))]
         self.index.set_threads(s.threads)
         # bound again each pass: usearch and hnswlib keep the query parameter on the shared index object
         search = self.index.searcher(s.k, **self.query_params)
-        for row in rows[:s.warmup if not self.walls else min(s.warmup, REWARM)]:
-            search(row)
-        wall, lat, out = time_pass(search, rows)
-        self.walls.append(wall)
-        self.latencies.append(lat)
-        if self.ids is None:   # recall from the first pass: every pass runs the same queries and parameters
+        if self.ids is None:   # recall from an untimed pass (the first warm-up): every pass runs the same queries
             self.ids = np.full((len(q), s.k), -1, dtype=np.int64)
-            for i, r in enumerate(out):
+            for i, r in enumerate(collect(search, rows)):
                 r = np.asarray(r).reshape(-1)
                 self.ids[i, :r.size] = r
+        else:
+            for row in rows[:min(s.warmup, REWARM)]:
+                search(row)
+        wall, lat, _ = time_pass(search, rows)
+        self.walls.append(wall)
+        self.latencies.append(lat)
 
     def batch_pass(self, s: SweepSettings) -> None:
         if len(self.batch_walls) >= s.runs or sum(self.batch_walls) > s.budget_s:

@@ -2,7 +2,7 @@
 library directly (faiss ``index.search`` with the parameter set on the index, hnswlib ``knn_query``,
 usearch ``Index.search``, ScaNN ``ScannSearcher.search``) on the same prepared queries. Passes alternate
 (harness, bare, bare, harness, ...) so machine noise hits both alike; each side keeps its best pass (the
-harness side is the sweep's own pass, :func:`workbench.bench.harness.time_pass`), and the median of the
+harness side is the sweep's own pass, :func:`workbench.bench.timing.time_pass`), and the median of the
 per-round ratios is reported beside it with its order-statistic interval."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from workbench.bench.harness import BenchSet, point_label, time_pass
+from workbench.bench.harness import BenchSet, point_label
+from workbench.bench.timing import time_pass
 from workbench.index.base import VectorIndex
 from workbench.index.metrics import median_interval
 from workbench.index.spec import IndexSpec

@@ -34,7 +34,7 @@ import psycopg
 from tqdm.auto import tqdm
 
 from workbench.bench.filtered import DEFAULT_SELECTIVITIES, params_text, point_measures, sweep_frame
-from workbench.bench.harness import time_single_queries
+from workbench.bench.timing import time_single_queries
 from workbench.errors import DatasetError, IndexSpecError
 from workbench.index.base import VectorIndex
 from workbench.index.exact import ExactIndex

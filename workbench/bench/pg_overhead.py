@@ -16,7 +16,8 @@ import numpy as np
 import psycopg
 from psycopg.rows import scalar_row
 
-from workbench.bench.harness import BenchSet, point_label, time_single_queries
+from workbench.bench.harness import BenchSet, point_label
+from workbench.bench.timing import time_single_queries
 from workbench.bench.overhead import bare_loop
 from workbench.index.pgvector import PgvectorIndex
 from workbench.index.spec import IndexSpec

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from psycopg.rows import scalar_row
 
-from workbench.bench.harness import time_single_queries
+from workbench.bench.timing import time_single_queries
 from workbench.bench.pg_filtered import explain_plan, scans
 from workbench.errors import QueryError
 from workbench.index.exact import ExactIndex

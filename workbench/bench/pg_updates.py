@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.bench.filtered import params_text
-from workbench.bench.harness import time_single_queries
+from workbench.bench.timing import time_single_queries
 from workbench.errors import IndexSpecError, QueryError
 from workbench.index.exact import ExactIndex
 from workbench.index.pgvector import PgvectorIndex

@@ -185,11 +185,13 @@ def run_spread(args: argparse.Namespace) -> int:
     cols = "{:<56} {:>7} {:>10} {:>10} {:>10} {:>8} {:>9}"
     lines.append(cols.format("point", "recall", "median", "min", "max", "spread", "interval"))
     for r in result.spread.sort_values(["family", "point"]).to_dict("records"):
-        lines.append(cols.format(r["point"][:56], f"{r['recall']:.4f}", f"{r['qps_median']:,.0f}",
+        lines.append(cols.format(_fit(r["point"], 56), f"{r['recall']:.4f}", f"{r['qps_median']:,.0f}",
                                  f"{r['qps_min']:,.0f}", f"{r['qps_max']:,.0f}", f"{100 * r['rel_spread']:.1f}%",
                                  f"{100 * r['rel_interval']:.1f}%"))
     lines += ["", f"spread of the medians: median {100 * s['rel_spread']['median']:.1f}%, max "
-                  f"{100 * s['rel_spread']['max']:.1f}%", "",
+                  f"{100 * s['rel_spread']['max']:.1f}%",
+              f"rerun noise the best-QPS tables allow (intervals widened by): {100 * s['rerun_noise']['used']:.1f}%; "
+              f"half the median spread here: {100 * s['rerun_noise']['measured']:.1f}%", "",
               "pairs of families the best-QPS table marks as different (in any rerun), per recall target:"]
     for t, c in s["ranking"].items():
         verdict = "same order in every rerun" if c["consistent"] else f"{len(c['inconsistent'])} pair(s) reordered"
@@ -201,3 +203,11 @@ def run_spread(args: argparse.Namespace) -> int:
     lines.append(f"wrote {Path(args.out) / 'spread.json'}, {result.figure}")
     emit(s, args.json, lines)
     return 0
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` in ``width`` characters: its head and its tail (where the query parameters are) around '…'."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 3
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+from workbench.bench.pareto import RERUN_NOISE
 from workbench.report import format as f
 from workbench.report.source import NotebookRun, SeriesRun
 
@@ -99,7 +100,8 @@ def best_qps_table(best: Mapping[str, Any], title: str = "Best QPS at a recall t
     tied = "; ".join(f"at {t}: " + ", ".join(f"{a} {f.TIED} {b}" for a, b in sorted(pairs))
                      for t, pairs in ties.items() if pairs)
     note = (f"Median QPS over the timed passes; #n = rank among the families at that target; {f.TIED} = its QPS "
-            "interval overlaps another family's, so the two are not distinguishable at this noise level"
+            f"interval, widened by the rerun noise ({RERUN_NOISE:.0%}), overlaps another family's, so the two are not "
+            "distinguishable at this noise level"
             + (f" ({tied})" if tied else "") + f". {f.MISSING} = the target was not reached by any measured point.")
     return _table(title, ["family", *[f"QPS at recall ≥ {t}" for t in TARGETS]], rows, note=note)
 
