@@ -9,13 +9,14 @@ damaged file (its bytes no longer match the sidecar) stops the sweep instead of 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
-from workbench.errors import DatasetError
-from workbench.io import read_checked, write_checked
+from workbench.errors import DatasetError, ResultsIntegrityError
+from workbench.io import atomic_write_json, read_checked, write_checked
 
 KEY = ("dataset_digest", "point", "build_params", "k", "threads")
 
@@ -51,3 +52,20 @@ def write_results(rows: Iterable[dict[str, Any]] | pd.DataFrame, path: str | Pat
     df.to_parquet(buf, index=False)
     write_checked(path, buf.getvalue())
     return df
+
+
+def sweep_time(path: Path, spent: float, measured: bool, **extra: Any) -> dict[str, Any]:
+    """The wall time, builds included, of the resumable sweep recorded in ``path``: ``spent`` is added when
+    this run measured points (``measured``) or nothing is recorded yet, so a sweep read back whole reports
+    the time it took to measure, not the seconds of reading it. ``{"wall_s": s, **extra}`` (``extra``
+    as of the last run that measured)."""
+    try:
+        record = json.loads(path.read_text()) if path.is_file() else None
+        before = float(record["wall_s"]) if record is not None else 0.0
+    except (ValueError, KeyError, TypeError):
+        raise ResultsIntegrityError(f'{path}: not a grid time record ({{"wall_s": N}}); delete it to count '
+                                    "this sweep's time afresh") from None
+    if measured or record is None:
+        record = {"wall_s": before + spent, **extra}
+        atomic_write_json(path, record)
+    return record

@@ -4,14 +4,13 @@ of families the best-QPS table marks as different keep their order in every reru
 ``DIR/spread.json`` and ``DIR/spread.png``. An interrupted run resumes: each rerun's file skips what it holds.
 
 Each rerun runs in a fresh process, as a user's separate ``workbench ann`` runs do: a process lays its indexes
-out in memory its own way, and reruns sharing one process were not independent (on the sentence set faiss
-IVF256,SQ8 ran 26% slower in the first rerun of a process than in the two after it, every time).
+out in memory its own way, and reruns sharing one process were not independent (on the sentence set, in one
+of two such runs, faiss IVF256,SQ8 ran 26% slower in the first rerun of the process than in the two after it).
 Nothing is logged to the tracking store (each rerun is a sweep of its own; ``workbench ann`` tracks one).
 """
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import time
@@ -23,10 +22,11 @@ from typing import Any, Sequence
 import pandas as pd
 
 from workbench.bench.data import load_bench_data
-from workbench.bench.harness import DEFAULT_RUNS, BenchSet, run_sweep
+from workbench.bench.harness import DEFAULT_RUNS, RESULTS_FILE, BenchSet, run_sweep
 from workbench.bench.pareto import RERUN_NOISE
+from workbench.bench.results import read_results, sweep_time
 from workbench.bench.spread import plot_spread, point_spread, ranking_consistency, spread_tables
-from workbench.errors import IndexSpecError, ResultsIntegrityError
+from workbench.errors import IndexSpecError
 from workbench.index.spec import IndexSpec, parse_spec
 from workbench.io import atomic_write_json
 from workbench.runners.ann import PRESETS, resolve_specs
@@ -43,20 +43,7 @@ class SpreadResult:
     figure: Path
 
 
-GRID_TIME_FILE = "grid_seconds.json"
-
-
-def _grid_seconds(rerun_dir: Path, spent: float) -> float:
-    """The rerun's grid wall time, builds included, summed over the runs that resumed it (kept in its folder,
-    so a rerun finished earlier reports the time it took, not the seconds of reading its results back)."""
-    path = rerun_dir / GRID_TIME_FILE
-    try:
-        before = float(json.loads(path.read_text())["seconds"]) if path.exists() else 0.0
-    except (ValueError, KeyError, TypeError):
-        raise ResultsIntegrityError(f"{path}: not a grid time record ({{\"seconds\": N}}); delete it to "
-                                    "count this rerun's time afresh") from None
-    atomic_write_json(path, {"seconds": before + spent})
-    return before + spent
+GRID_TIME_FILE = "grid_seconds.json"   # in each rerun folder: bench.results.sweep_time
 
 
 def run_spread(data: str | BenchSet, out_dir: str | Path, *, reruns: int = 3, specs: Sequence[str | IndexSpec] = (),
@@ -75,12 +62,14 @@ def run_spread(data: str | BenchSet, out_dir: str | Path, *, reruns: int = 3, sp
     batch_threads = batch_threads or os.cpu_count() or 1
     frames, seconds = [], []
     for i in range(reruns):
-        t0 = time.perf_counter()
+        folder, t0 = out / f"rerun-{i}", time.perf_counter()
+        before = len(read_results(folder / RESULTS_FILE))
         # one process per rerun ("spawn": nothing inherited from this one's heap), started and stopped here
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            df = pool.submit(run_sweep, data, sweep, k=k, threads=threads, out_dir=out / f"rerun-{i}", runs=runs,
+            df = pool.submit(run_sweep, data, sweep, k=k, threads=threads, out_dir=folder, runs=runs,
                              batch_threads=batch_threads, progress=progress, budget_s=budget_s).result()
-        seconds.append(_grid_seconds(out / f"rerun-{i}", time.perf_counter() - t0))
+        spent = time.perf_counter() - t0
+        seconds.append(sweep_time(folder / GRID_TIME_FILE, spent, measured=len(df) > before)["wall_s"])
         frames.append(df[df["dataset_digest"] == data.digest])
     spread = point_spread(frames)
     tables = spread_tables(frames)

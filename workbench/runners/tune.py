@@ -11,7 +11,6 @@ Files in ``out_dir``: ``optuna.journal`` (the study: a rerun with the same quest
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from workbench.bench.harness import RESULTS_FILE, BenchSet, run_sweep
 from workbench.bench.pareto import best_at_recall, frontier
 from workbench.bench.plots import plot_recall_qps
 from workbench.bench.reference import default_specs
-from workbench.bench.results import KEY, read_results, write_results
+from workbench.bench.results import KEY, read_results, sweep_time, write_results
 from workbench.bench.tune import TuneSettings, best_trial, open_study, run_study, trial_table
 from workbench.bench.tune_compare import compare
 from workbench.bench.tune_space import FAMILIES, default_candidates, suggest
@@ -210,16 +209,12 @@ def run_grid(data: BenchSet, settings: TuneSettings, folder: Path, progress: boo
     target. Resumable: points already in ``folder`` are kept and the time of the run that measured them
     (``grid_time.json``) is reported."""
     folder.mkdir(parents=True, exist_ok=True)
-    timing = folder / "grid_time.json"
     before = len(read_results(folder / RESULTS_FILE))
     t0 = time.perf_counter()
     df = run_sweep(data, default_specs(*data.base.shape), k=settings.k, threads=settings.threads, out_dir=folder,
                    progress=progress)
-    wall = time.perf_counter() - t0
-    if len(df) > before or not timing.is_file():
-        previous = json.loads(timing.read_text())["wall_s"] if timing.is_file() else 0.0
-        atomic_write_json(timing, {"wall_s": previous + wall, "load": load_average()})
-    info = json.loads(timing.read_text())
+    info = sweep_time(folder / "grid_time.json", time.perf_counter() - t0, measured=len(df) > before,
+                      load=load_average())
     df = df[df["dataset_digest"] == data.digest]
     best = best_at_recall(df, [settings.recall], by="library").dropna(subset=["point"])
     top = best.loc[best["qps"].idxmax()] if not best.empty else None
